@@ -1,0 +1,203 @@
+// N-API glue: options in, events out. Events are produced on the writer
+// thread and delivered to the JS callback, in order, through one
+// thread-safe function whose bounded queue is the back-pressure.
+#include <napi.h>
+#include <pcap/pcap.h>
+
+#include <memory>
+
+#include "recorder.h"
+
+namespace {
+
+using n2d::Event;
+
+constexpr size_t kEventQueue = 64;
+
+Napi::Value event_to_js(Napi::Env env, Event* ev) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (ev->type) {
+    case Event::Type::Open:
+      o.Set("type", "open");
+      o.Set("file", ev->file);
+      o.Set("path", ev->path);
+      o.Set("linktype", ev->linktype);
+      o.Set("nano", ev->nano);
+      o.Set("snaplen", ev->snaplen);
+      break;
+    case Event::Type::Batch: {
+      o.Set("type", "batch");
+      o.Set("file", ev->file);
+      size_t bytes = size_t(ev->count) * sizeof(n2d::PacketMeta);
+      // The records become the ArrayBuffer's memory: no copy per batch.
+      o.Set("meta", Napi::ArrayBuffer::New(env, ev->meta, bytes, [](Napi::Env, void* p) { free(p); }));
+      ev->meta = nullptr;
+      o.Set("count", ev->count);
+      o.Set("committed", double(ev->committed));
+      break;
+    }
+    case Event::Type::Done:
+      o.Set("type", "done");
+      o.Set("file", ev->file);
+      o.Set("path", ev->path);
+      o.Set("bytes", double(ev->bytes));
+      o.Set("packets", double(ev->packets));
+      break;
+    case Event::Type::Error:
+      o.Set("type", "error");
+      o.Set("message", ev->message);
+      o.Set("fatal", ev->fatal);
+      break;
+    case Event::Type::End:
+      o.Set("type", "end");
+      break;
+  }
+  return o;
+}
+
+class TsfnSink : public n2d::EventSink {
+ public:
+  void attach(Napi::ThreadSafeFunction fn) { fn_ = fn; }
+  void emit(Event* ev) override {
+    bool end = ev->type == Event::Type::End;
+    fn_.BlockingCall(ev, [](Napi::Env env, Napi::Function cb, Event* e) {
+      // During environment teardown env can be null: just free.
+      if (env != nullptr && cb != nullptr) cb.Call({event_to_js(env, e)});
+      free(e->meta);
+      delete e;
+    });
+    if (end) fn_.Release();
+  }
+
+ private:
+  Napi::ThreadSafeFunction fn_;
+};
+
+uint64_t get_u64(const Napi::Object& o, const char* key, uint64_t dflt) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? uint64_t(v.As<Napi::Number>().DoubleValue()) : dflt;
+}
+
+std::string get_str(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+class Recorder : public Napi::ObjectWrap<Recorder> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Recorder",
+                       {InstanceMethod("start", &Recorder::Start), InstanceMethod("rotate", &Recorder::Rotate),
+                        InstanceMethod("stop", &Recorder::Stop), InstanceMethod("stats", &Recorder::Stats)});
+  }
+
+  explicit Recorder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Recorder>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "Recorder(options, onEvent)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object opts = info[0].As<Napi::Object>();
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    Napi::Value sv = opts.Get("source");
+    if (!sv.IsObject()) {
+      Napi::TypeError::New(env, "options.source is required").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object so = sv.As<Napi::Object>();
+    std::string err;
+    n2d::Source* src;
+    if (get_str(so, "kind") == "iface") {
+      src = n2d::open_ring(get_str(so, "name"), get_u64(so, "bufferBytes", 64 << 20),
+                           so.Get("promisc").ToBoolean().Value(), get_str(so, "filter"), err);
+    } else {
+      src = n2d::open_file(get_str(so, "path"), err);
+    }
+    if (!src) {
+      Napi::Error::New(env, err).ThrowAsJavaScriptException();
+      return;
+    }
+    n2d::PipelineConfig cfg;
+    cfg.dir = get_str(opts, "dir");
+    cfg.snaplen = uint32_t(get_u64(opts, "snaplen", 0));
+    cfg.chunk_bytes = uint32_t(n2d::align_up(get_u64(opts, "chunkBytes", 1 << 20)));
+    cfg.chunk_count = uint32_t(get_u64(opts, "chunkCount", 32));
+    if (cfg.chunk_count < 4) cfg.chunk_count = 4;
+    cfg.nano = opts.Get("nano").ToBoolean().Value();
+    cfg.max_file_bytes = get_u64(opts, "maxFileBytes", 0);
+    cfg.max_file_ns = get_u64(opts, "maxFileSeconds", 0) * 1000000000ull;
+    cfg.max_file_packets = get_u64(opts, "maxFilePackets", 0);
+    cfg.flush_ns = get_u64(opts, "flushMs", 500) * 1000000ull;
+    linktype_ = src->linktype();
+    pipeline_ = std::make_unique<n2d::Pipeline>(src, cfg, sink_);
+  }
+
+  ~Recorder() override {
+    if (pipeline_) {
+      pipeline_->stop();
+      pipeline_->join();
+    }
+  }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (started_) {
+      Napi::Error::New(env, "already started").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    started_ = true;
+    // The finalizer runs on the JS thread after the End event: the threads
+    // have finished their work by then, so joining does not block for long.
+    auto tsfn = Napi::ThreadSafeFunction::New(env, callback_.Value(), "n2disk-events", kEventQueue, 1, this,
+                                              [](Napi::Env, Recorder* self) { self->pipeline_->join(); });
+    sink_.attach(tsfn);
+    pipeline_->start();
+    return env.Undefined();
+  }
+
+  Napi::Value Rotate(const Napi::CallbackInfo& info) {
+    pipeline_->rotate();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    pipeline_->stop();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t interval = pipeline_->take_drops();
+    dropped_ += interval;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("packets", double(pipeline_->packets()));
+    o.Set("bytes", double(pipeline_->bytes()));
+    o.Set("dropped", double(dropped_));
+    o.Set("droppedInterval", double(interval));
+    o.Set("filesDone", double(pipeline_->files_done()));
+    o.Set("linktype", linktype_);
+    return o;
+  }
+
+  Napi::FunctionReference callback_;
+  TsfnSink sink_;
+  std::unique_ptr<n2d::Pipeline> pipeline_;
+  bool started_ = false;
+  uint64_t dropped_ = 0;
+  int linktype_ = 0;
+};
+
+Napi::Value LibpcapVersion(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), pcap_lib_version());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Recorder", Recorder::Define(env));
+  exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(n2disk, Init)

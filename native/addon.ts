@@ -1,0 +1,132 @@
+// The typed surface of the native addon (native/*.cc). The addon does the
+// per-packet work (capture, parse, chunking, O_DIRECT writes, libpcap
+// filtering) and nothing else; file naming policy, indexing and the dump set
+// lifecycle live in TypeScript.
+import path from 'node:path';
+
+export interface RingSource {
+  kind: 'iface';
+  name: string;
+  /** TPACKET_V3 ring size in bytes. */
+  bufferBytes: number;
+  promisc: boolean;
+  /** tcpdump expression compiled by libpcap and attached to the socket. */
+  filter?: string;
+}
+
+export interface FileSource {
+  kind: 'file';
+  /** pcap or pcapng file, read with libpcap. */
+  path: string;
+}
+
+export interface RecorderOptions {
+  source: RingSource | FileSource;
+  /** Directory in which files being written are created (as NAME.pcap.part). */
+  dir: string;
+  /** Bytes kept of each packet; 0 keeps whole packets. */
+  snaplen: number;
+  /** Size of one O_DIRECT write, a multiple of 4096. */
+  chunkBytes: number;
+  /** Number of chunk buffers between the capture thread and the writer. */
+  chunkCount: number;
+  /** Nanosecond pcap. Imports of nanosecond or pcapng files are nanosecond regardless. */
+  nano: boolean;
+  /** Rotation: a file is closed before it would pass any of these (0 = no limit). */
+  maxFileBytes: number;
+  maxFileSeconds: number;
+  maxFilePackets: number;
+  /** A partial chunk is written (and its metadata handed over) at least this often. */
+  flushMs: number;
+}
+
+export interface FileOpenEvent {
+  type: 'open';
+  /** Sequence number of the file in this recorder's life, from 0. */
+  file: number;
+  path: string;
+  linktype: number;
+  nano: boolean;
+  snaplen: number;
+}
+
+export interface BatchEvent {
+  type: 'batch';
+  file: number;
+  /** PacketMeta records (recorder/packet-meta.ts), in file order. */
+  meta: ArrayBuffer;
+  count: number;
+  /** Bytes of the file that are written and hold only complete records. */
+  committed: number;
+}
+
+export interface FileDoneEvent {
+  type: 'done';
+  file: number;
+  path: string;
+  /** Exact length of the file, which is truncated to it. */
+  bytes: number;
+  packets: number;
+}
+
+export interface ErrorEvent {
+  type: 'error';
+  message: string;
+  /** A fatal error ends the recorder (an 'end' event follows). */
+  fatal: boolean;
+}
+
+export interface EndEvent {
+  type: 'end';
+}
+
+export type RecorderEvent = FileOpenEvent | BatchEvent | FileDoneEvent | ErrorEvent | EndEvent;
+
+export interface RecorderStats {
+  /** Packets seen by the capture thread. */
+  packets: number;
+  bytes: number;
+  /** Packets the kernel dropped since start (ring full), and since the previous stats() call. */
+  dropped: number;
+  droppedInterval: number;
+  /** Packets dropped by the kernel filter are not counted anywhere, as in tcpdump. */
+  filesDone: number;
+}
+
+interface NativeRecorder {
+  start(): void;
+  rotate(): void;
+  stop(): void;
+  stats(): RecorderStats;
+}
+
+interface Addon {
+  Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
+  libpcapVersion(): string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const addon: Addon = require(path.join(__dirname, '..', '..', 'build', 'Release', 'n2disk.node'));
+
+/**
+ * A capture (or import) in progress. The constructor opens the source (the
+ * socket and its ring, or the file) synchronously so that privileges can be
+ * dropped before start(); start() launches the capture and writer threads.
+ * Events arrive on the JS thread in order: open, batch..., done, per file.
+ */
+export class Recorder {
+  private readonly native: NativeRecorder;
+
+  constructor(opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) {
+    this.native = new addon.Recorder(opts, onEvent);
+  }
+
+  start(): void { this.native.start(); }
+  /** Close the current file at the next packet boundary and open a new one. */
+  rotate(): void { this.native.rotate(); }
+  /** Drain the ring, close the current file; 'end' follows once all is written. */
+  stop(): void { this.native.stop(); }
+  stats(): RecorderStats { return this.native.stats(); }
+}
+
+export const libpcapVersion = (): string => addon.libpcapVersion();

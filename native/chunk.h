@@ -1,0 +1,123 @@
+// A chunk is one O_DIRECT write: an aligned buffer holding a stretch of a
+// pcap file, plus the metadata of the records that end inside it. Chunks go
+// from the capture thread to the writer through a queue and come back
+// through a pool, so neither thread allocates in the steady state.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "meta.h"
+
+namespace n2d {
+
+constexpr size_t kAlign = 4096;
+inline uint64_t align_down(uint64_t v) { return v & ~uint64_t(kAlign - 1); }
+inline uint64_t align_up(uint64_t v) { return align_down(v + kAlign - 1); }
+
+struct Chunk {
+  enum class Kind { Data, Error, End };
+  Kind kind = Kind::Data;
+
+  uint8_t* buf = nullptr;  // kAlign-aligned, `cap` bytes
+  size_t cap = 0;
+  size_t len = 0;          // bytes of file content in buf
+  uint64_t offset = 0;     // file offset of buf[0], aligned
+
+  uint32_t file = 0;       // file sequence number
+  bool first = false;      // opens the file
+  uint64_t first_ts_ns = 0;
+  bool last = false;       // closes the file at `committed`
+  uint64_t committed = 0;  // file offset just past the last complete record so far
+
+  PacketMeta* meta = nullptr;  // malloc'ed; ownership moves to JS with a batch
+  uint32_t count = 0;
+  uint32_t meta_cap = 0;
+
+  std::string message;  // Kind::Error
+  bool fatal = false;
+
+  void reset_for(uint32_t file_seq, uint64_t file_offset) {
+    kind = Kind::Data;
+    len = 0;
+    offset = file_offset;
+    file = file_seq;
+    first = last = false;
+    committed = 0;
+    count = 0;
+  }
+};
+
+// Unbounded FIFO: its length is bounded by the pool's size.
+class ChunkQueue {
+ public:
+  void push(Chunk* c) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      q_.push_back(c);
+    }
+    cv_.notify_one();
+  }
+  Chunk* pop() {
+    std::unique_lock<std::mutex> g(mu_);
+    cv_.wait(g, [&] { return !q_.empty(); });
+    Chunk* c = q_.front();
+    q_.pop_front();
+    return c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Chunk*> q_;
+};
+
+class ChunkPool {
+ public:
+  ChunkPool(size_t count, size_t bytes) {
+    for (size_t i = 0; i < count; i++) {
+      auto* c = new Chunk();
+      void* p = nullptr;
+      if (posix_memalign(&p, kAlign, bytes) != 0) abort();
+      c->buf = static_cast<uint8_t*>(p);
+      c->cap = bytes;
+      all_.push_back(c);
+      free_.push_back(c);
+    }
+  }
+  ~ChunkPool() {
+    for (Chunk* c : all_) {
+      free(c->buf);
+      free(c->meta);
+      delete c;
+    }
+  }
+  // Blocks while every chunk is with the writer: for a live source the ring
+  // then fills and the kernel counts the drops.
+  Chunk* get() {
+    std::unique_lock<std::mutex> g(mu_);
+    cv_.wait(g, [&] { return !free_.empty(); });
+    Chunk* c = free_.back();
+    free_.pop_back();
+    return c;
+  }
+  void put(Chunk* c) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      free_.push_back(c);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Chunk*> all_;
+  std::vector<Chunk*> free_;
+};
+
+}  // namespace n2d

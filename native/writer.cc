@@ -1,0 +1,120 @@
+#include "writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace n2d {
+
+void Writer::fail(const std::string& msg) {
+  Event* ev = new Event(Event::Type::Error);
+  ev->message = msg;
+  ev->fatal = true;
+  sink_.emit(ev);
+  failed_ = true;
+}
+
+void Writer::open_file(Chunk& c) {
+  // Named after the first packet, like n2disk; the suffix says it is not
+  // finished, and the recorder renames it when it is.
+  uint64_t sec = c.first_ts_ns / 1000000000ull, usec = c.first_ts_ns % 1000000000ull / 1000;
+  char base[64];
+  snprintf(base, sizeof base, "%llu.%06llu", (unsigned long long)sec, (unsigned long long)usec);
+  for (int k = 0; k < 1000; k++) {
+    path_ = cfg_.dir + "/" + base + (k ? "_" + std::to_string(k) : "") + ".pcap.part";
+    fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0640);
+    // File systems without O_DIRECT (older tmpfs) still get correct files.
+    if (fd_ < 0 && errno == EINVAL) fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd_ >= 0 || errno != EEXIST) break;
+  }
+  if (fd_ < 0) {
+    fail("cannot create " + path_ + ": " + strerror(errno));
+    return;
+  }
+  // Reserve the whole file now so the file system lays it out in one piece;
+  // KEEP_SIZE leaves the visible length to what is written.
+  if (cfg_.prealloc_bytes) fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, off_t(align_up(cfg_.prealloc_bytes)));
+  file_packets_ = 0;
+  good_ = 0;
+  Event* ev = new Event(Event::Type::Open);
+  ev->file = c.file;
+  ev->path = path_;
+  ev->linktype = cfg_.linktype;
+  ev->nano = cfg_.nano;
+  ev->snaplen = cfg_.snaplen;
+  sink_.emit(ev);
+}
+
+void Writer::write_chunk(Chunk& c) {
+  size_t n = size_t(align_up(c.len));
+  memset(c.buf + c.len, 0, n - c.len);
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = pwrite(fd_, c.buf + done, n - done, off_t(c.offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      fail("cannot write " + path_ + ": " + (w < 0 ? strerror(errno) : "short write"));
+      return;
+    }
+    done += size_t(w);
+  }
+  if (c.count) {
+    good_ = c.committed;
+    file_packets_ += c.count;
+    Event* ev = new Event(Event::Type::Batch);
+    ev->file = c.file;
+    ev->meta = c.meta;
+    ev->count = c.count;
+    ev->committed = c.committed;
+    c.meta = nullptr;
+    c.meta_cap = 0;
+    c.count = 0;
+    sink_.emit(ev);
+  }
+}
+
+void Writer::close_file(Chunk& c) {
+  // The last block went out padded; cut the file back to its last record.
+  if (ftruncate(fd_, off_t(good_)) < 0) fail("cannot truncate " + path_ + ": " + strerror(errno));
+  fdatasync(fd_);
+  close(fd_);
+  fd_ = -1;
+  files_done_++;
+  Event* ev = new Event(Event::Type::Done);
+  ev->file = c.file;
+  ev->path = path_;
+  ev->bytes = good_;
+  ev->packets = file_packets_;
+  sink_.emit(ev);
+}
+
+void Writer::run() {
+  for (;;) {
+    Chunk* c = in_.pop();
+    if (c->kind == Chunk::Kind::End) {
+      delete c;
+      break;
+    }
+    if (c->kind == Chunk::Kind::Error) {
+      Event* ev = new Event(Event::Type::Error);
+      ev->message = c->message;
+      ev->fatal = c->fatal;
+      sink_.emit(ev);
+      delete c;
+      continue;
+    }
+    if (c->first && !failed_) open_file(*c);
+    // After a failure nothing more is written, but the file still closes at
+    // what was written before it, so it can be published.
+    if (fd_ >= 0 && !failed_) write_chunk(*c);
+    if (c->last && fd_ >= 0) close_file(*c);
+    c->count = 0;
+    pool_.put(c);
+  }
+  sink_.emit(new Event(Event::Type::End));
+}
+
+}  // namespace n2d
