@@ -1,0 +1,178 @@
+// The dump set on disk, defined once: where pcap files and their indexes
+// live, what a file being written is called, and the timeline of links in
+// 10-minute slots. The recorder writes it; extraction and the tools read it
+// through this module only.
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** Suffix of a pcap file still being written (and of its segmented index). */
+export const PART_SUFFIX = '.part';
+export const INDEX_SUFFIX = '.idx';
+export const DIR_MODE = 0o750;
+export const FILE_MODE = 0o640;
+
+/** Timeline slots are 10 minutes wide, as in n2disk. */
+export const SLOT_NS = 600n * 1_000_000_000n;
+/** A file spanning more slots than this (an import with scattered timestamps)
+ *  is linked in its first and last slot and in WIDE_DIR, which readers always list. */
+const MAX_SLOTS_PER_FILE = 1008;
+export const WIDE_DIR = 'wide';
+const META_FILE = '.n2disk-ts.json';
+
+interface TimelineMeta {
+  format: 1;
+  /** The storage directory, relative to the timeline directory. */
+  storage: string;
+  localTime: boolean;
+}
+
+export interface TimelineInfo {
+  timeline: string;
+  storage: string;
+  localTime: boolean;
+}
+
+function mkdirp(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+}
+
+const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+
+/** The slot directory (relative to the timeline) holding time tsNs. */
+export function slotOf(tsNs: bigint, localTime: boolean): string {
+  const slotStart = (tsNs / SLOT_NS) * SLOT_NS;
+  const d = new Date(Number(slotStart / 1_000_000n));
+  const parts = localTime
+    ? [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes()]
+    : [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes()];
+  // Local time can shift a slot's start off a 10-minute boundary (zones with
+  // odd offsets); the directory name is always a multiple of 10.
+  parts[4] = parts[4]! - (parts[4]! % 10);
+  return [pad(parts[0]!, 4), ...parts.slice(1).map((p) => pad(p))].join('/');
+}
+
+/** Every slot a file spanning [minNs, maxNs] is linked in. */
+export function slotsFor(minNs: bigint, maxNs: bigint, localTime: boolean): string[] {
+  const first = minNs / SLOT_NS;
+  const last = maxNs < minNs ? first : maxNs / SLOT_NS;
+  if (last - first + 1n > BigInt(MAX_SLOTS_PER_FILE)) {
+    return [slotOf(minNs, localTime), slotOf(maxNs, localTime), WIDE_DIR];
+  }
+  const slots = new Set<string>();
+  for (let s = first; s <= last; s++) slots.add(slotOf(s * SLOT_NS, localTime));
+  return [...slots];
+}
+
+/** Reads a timeline's description (written by the recorder that owns it). */
+export function openTimeline(timeline: string): TimelineInfo {
+  const metaPath = path.join(timeline, META_FILE);
+  let meta: TimelineMeta;
+  try {
+    meta = JSON.parse(fs.readFileSync(metaPath, 'utf8')) as TimelineMeta;
+  } catch (err) {
+    throw new Error(`${timeline}: not an n2disk-ts timeline (${(err as Error).message})`);
+  }
+  return { timeline, storage: path.resolve(timeline, meta.storage), localTime: meta.localTime };
+}
+
+export interface PublishInfo {
+  /** The file being written, NAME.pcap.part. */
+  partPath: string;
+  /** The finished index (index-file container bytes are written by the caller's writer). */
+  writeIndex: (finalIndexPath: string) => void;
+  minNs: bigint;
+  maxNs: bigint;
+}
+
+/**
+ * The recorder's handle on its dump set: storage directories numbered from 0,
+ * each taking `filesPerDir` files, and the timeline beside them.
+ */
+export class DumpSet {
+  private dirNumber = 0;
+  private filesInDir = 0;
+
+  constructor(
+    readonly storage: string,
+    readonly timeline: string,
+    private readonly filesPerDir: number,
+    private readonly localTime: boolean,
+  ) {}
+
+  /** Creates the directories (or checks existing ones) and continues any earlier numbering. */
+  init(): void {
+    mkdirp(this.storage);
+    mkdirp(this.timeline);
+    fs.accessSync(this.storage, fs.constants.W_OK);
+    fs.accessSync(this.timeline, fs.constants.W_OK);
+    const meta: TimelineMeta = {
+      format: 1,
+      storage: path.relative(this.timeline, this.storage) || '.',
+      localTime: this.localTime,
+    };
+    fs.writeFileSync(path.join(this.timeline, META_FILE), JSON.stringify(meta) + '\n', { mode: FILE_MODE });
+    const numbered = fs
+      .readdirSync(this.storage)
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .sort((a, b) => a - b);
+    if (numbered.length) {
+      this.dirNumber = numbered[numbered.length - 1]!;
+      this.filesInDir = fs.readdirSync(this.dirPath()).filter((f) => f.endsWith('.pcap')).length;
+    }
+  }
+
+  /** Directories a process that drops privileges must be able to write. */
+  directories(): string[] {
+    return [this.storage, this.timeline];
+  }
+
+  private dirPath(): string {
+    return path.join(this.storage, String(this.dirNumber));
+  }
+
+  /**
+   * Publishes a finished file: the pcap takes its final name first, then its
+   * index is written beside it, then the timeline links appear. A reader
+   * trusts only what is published, in that order.
+   */
+  publish(info: PublishInfo): string {
+    if (this.filesInDir >= this.filesPerDir) {
+      this.dirNumber++;
+      this.filesInDir = 0;
+    }
+    const dir = this.dirPath();
+    mkdirp(dir);
+    const base = path.basename(info.partPath).slice(0, -PART_SUFFIX.length - '.pcap'.length);
+    let name = `${base}.pcap`;
+    for (let k = 1; fs.existsSync(path.join(dir, name)); k++) name = `${base}_${k}.pcap`;
+    const finalPath = path.join(dir, name);
+    fs.renameSync(info.partPath, finalPath);
+    info.writeIndex(finalPath + INDEX_SUFFIX);
+    fs.rmSync(info.partPath + INDEX_SUFFIX, { force: true });
+    for (const slot of slotsFor(info.minNs, info.maxNs, this.localTime)) {
+      const slotDir = path.join(this.timeline, slot);
+      mkdirp(slotDir);
+      for (const target of [finalPath, finalPath + INDEX_SUFFIX]) {
+        fs.symlinkSync(path.relative(slotDir, target), path.join(slotDir, path.basename(target)));
+      }
+    }
+    this.filesInDir++;
+    return finalPath;
+  }
+}
+
+/** Published pcap files of a storage directory, oldest directory first. */
+export function listStorageFiles(storage: string): string[] {
+  const dirs = fs
+    .readdirSync(storage)
+    .filter((d) => /^\d+$/.test(d))
+    .sort((a, b) => Number(a) - Number(b));
+  return dirs.flatMap((d) =>
+    fs
+      .readdirSync(path.join(storage, d))
+      .filter((f) => f.endsWith('.pcap'))
+      .sort()
+      .map((f) => path.join(storage, d, f)),
+  );
+}

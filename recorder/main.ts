@@ -1,0 +1,147 @@
+// n2disk-ts: records an interface, or imports a capture file, into a
+// rotating, indexed, time-lined pcap dump set.
+import fs from 'node:fs';
+import path from 'node:path';
+import { RecorderOptions } from '../native/addon';
+import { CliError, Exit, integer, newProgram, run } from './cli';
+import { DumpSet } from './dumpset';
+import { dropPrivileges, resolveUser } from './privileges';
+import { Session } from './session';
+
+const NAME = 'n2disk-ts';
+
+interface Flags {
+  interface: string;
+  dumpDir: string;
+  timeline?: string;
+  maxFileSize: number;
+  maxFileDuration: number;
+  maxFilePackets: number;
+  filesPerDir: number;
+  buffer: number;
+  chunk: number;
+  snaplen: number;
+  filter?: string;
+  nano: boolean;
+  user?: string;
+  promisc: boolean;
+  localTime: boolean;
+  pidFile?: string;
+  verbose: number;
+}
+
+function parseArgs(argv: string[]): Flags {
+  const program = newProgram(NAME, 'Record an interface, or import a pcap/pcapng file, into an indexed pcap dump set.')
+    .requiredOption('-i, --interface <iface|file>', 'interface to capture, or a pcap/pcapng file to import')
+    .option('-o, --dump-dir <dir>', 'storage directory', './n2disk-data')
+    .option('-A, --timeline <dir>', 'timeline directory (default: DUMP-DIR/timeline)')
+    .option('-p, --max-file-size <MB>', 'rotate files at this size', integer(1, 1 << 20), 256)
+    .option('-t, --max-file-duration <s>', 'rotate files after this many seconds (0: never)', integer(0), 300)
+    .option('-N, --max-file-packets <n>', 'rotate files after this many packets (0: never)', integer(0), 0)
+    .option('-m, --files-per-dir <n>', 'files per storage subdirectory', integer(1), 100)
+    .option('-b, --buffer <MB>', 'capture ring size', integer(1, 1 << 16), 64)
+    .option('-C, --chunk <KB>', 'size of each disk write, a multiple of 4', integer(4, 1 << 18), 1024)
+    .option('-s, --snaplen <bytes>', 'bytes kept of each packet (0: whole packets)', integer(0, 262144), 0)
+    .option('-f, --filter <expr>', 'capture filter, tcpdump syntax')
+    .option('-d, --nano', 'write nanosecond pcap', false)
+    .option('-u, --user <user>', 'drop privileges to this user once capture is open')
+    .option('-3, --no-promisc', 'do not put the interface in promiscuous mode')
+    .option('--local-time', 'timeline slots in local time instead of UTC', false)
+    .option('-P, --pid-file <file>', 'write the process id to this file')
+    .option('-v, --verbose', 'log per-second statistics (repeat for more)', (_v: string, n: number) => n + 1, 0)
+    .addHelpText(
+      'after',
+      `
+Signals: USR1 closes and publishes the current file; TERM and INT drain the
+ring, publish everything and exit 0.
+Exit codes: 0 done, 1 failed while running, 2 bad arguments, 3 input cannot be
+opened (interface, file or filter), 4 dump directory not writable.`,
+    );
+  program.parse(argv);
+  const flags = program.opts<Flags>();
+  if (flags.chunk % 4 !== 0) program.error(`option '-C, --chunk <KB>': ${flags.chunk} is not a multiple of 4.`);
+  return flags;
+}
+
+function isCaptureFile(name: string): boolean {
+  try {
+    return fs.statSync(name).isFile();
+  } catch {
+    return name.includes('/') || /\.(pcap|pcapng|cap)$/i.test(name);
+  }
+}
+
+function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+async function main(): Promise<number> {
+  const flags = parseArgs(process.argv);
+  const storage = path.resolve(flags.dumpDir);
+  const timeline = path.resolve(flags.timeline ?? path.join(storage, 'timeline'));
+  const dumpSet = new DumpSet(storage, timeline, flags.filesPerDir, flags.localTime);
+  const user = flags.user ? resolveUser(flags.user) : undefined;
+  try {
+    dumpSet.init();
+    if (user) for (const d of dumpSet.directories()) fs.chownSync(d, user.uid, user.gid);
+  } catch (err) {
+    throw new CliError(`cannot use dump directory: ${(err as Error).message}`, Exit.output);
+  }
+
+  const importing = isCaptureFile(flags.interface);
+  const opts: RecorderOptions = {
+    source: importing
+      ? { kind: 'file', path: flags.interface }
+      : { kind: 'iface', name: flags.interface, bufferBytes: flags.buffer * 2 ** 20, promisc: flags.promisc, filter: flags.filter },
+    dir: storage,
+    snaplen: flags.snaplen,
+    chunkBytes: flags.chunk * 1024,
+    chunkCount: 32,
+    nano: flags.nano,
+    maxFileBytes: flags.maxFileSize * 2 ** 20,
+    maxFileSeconds: flags.maxFileDuration,
+    maxFilePackets: flags.maxFilePackets,
+    flushMs: 500,
+  };
+  if (importing && flags.filter) throw new CliError('-f applies to live capture only', Exit.usage);
+
+  let session: Session;
+  try {
+    session = new Session(opts, dumpSet, {
+      error: (message, fatal) => process.stderr.write(`${NAME}: ${fatal ? '' : 'warning: '}${message}\n`),
+      published: (file, packets, bytes) => {
+        if (flags.verbose) process.stderr.write(`${NAME}: published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)\n`);
+      },
+    });
+  } catch (err) {
+    throw new CliError((err as Error).message, Exit.input);
+  }
+  if (user) dropPrivileges(user);
+  if (flags.pidFile) fs.writeFileSync(flags.pidFile, `${process.pid}\n`);
+
+  session.start();
+  process.on('SIGUSR1', () => session.rotate());
+  process.on('SIGTERM', () => session.stop());
+  process.on('SIGINT', () => session.stop());
+
+  let lastPackets = 0;
+  const statsTimer = setInterval(() => {
+    const s = session.stats();
+    // Drops are reported for the interval in which they happened, always.
+    if (s.droppedInterval > 0) process.stderr.write(`${NAME}: kernel dropped ${formatCount(s.droppedInterval)} packets in the last second (${formatCount(s.dropped)} in all)\n`);
+    if (flags.verbose) process.stderr.write(`${NAME}: ${formatCount(s.packets)} packets (${formatCount(s.packets - lastPackets)}/s), ${formatCount(s.dropped)} dropped, ${s.filesDone} files\n`);
+    lastPackets = s.packets;
+  }, 1000);
+
+  const ok = await session.finished;
+  clearInterval(statsTimer);
+  const s = session.stats();
+  const t = session.totals;
+  if (flags.verbose || !importing) {
+    process.stderr.write(`${NAME}: ${formatCount(t.packets)} packets in ${t.files} files, ${formatCount(s.dropped)} dropped by kernel\n`);
+  }
+  if (flags.pidFile) fs.rmSync(flags.pidFile, { force: true });
+  return ok ? Exit.ok : Exit.failure;
+}
+
+run(NAME, main);
