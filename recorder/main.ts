@@ -116,8 +116,10 @@ async function main(): Promise<number> {
   } catch (err) {
     throw new CliError((err as Error).message, Exit.input);
   }
-  if (user) dropPrivileges(user);
+  // The socket is bound by now, so packets are being kept: the pid file says
+  // so, and is written while we may still write where root can.
   if (flags.pidFile) fs.writeFileSync(flags.pidFile, `${process.pid}\n`);
+  if (user) dropPrivileges(user);
 
   session.start();
   process.on('SIGUSR1', () => session.rotate());
@@ -140,7 +142,7 @@ async function main(): Promise<number> {
   if (flags.verbose || !importing) {
     process.stderr.write(`${NAME}: ${formatCount(t.packets)} packets in ${t.files} files, ${formatCount(s.dropped)} dropped by kernel\n`);
   }
-  if (flags.pidFile) fs.rmSync(flags.pidFile, { force: true });
+  if (flags.pidFile) fs.rm(flags.pidFile, () => undefined); // may belong to root after -u
   return ok ? Exit.ok : Exit.failure;
 }
 
