@@ -65,6 +65,14 @@ PacketMeta& Chunker::next_meta() {
 }
 
 void Chunker::packet(const RawPacket& pkt) {
+  // The record keeps the source's fields when precisions agree; otherwise
+  // (and for the index) the time is counted in nanoseconds.
+  const uint64_t ts_ns = uint64_t(pkt.sec) * 1000000000ull + uint64_t(pkt.frac) * (pkt.frac_ns ? 1 : 1000);
+  uint32_t rec_sec = pkt.sec, rec_frac = pkt.frac;
+  if (pkt.frac_ns != cfg_.nano) {
+    rec_sec = uint32_t(ts_ns / 1000000000ull);
+    rec_frac = uint32_t(cfg_.nano ? ts_ns % 1000000000ull : ts_ns % 1000000000ull / 1000);
+  }
   const uint32_t tag = pkt.has_tag ? 4 : 0;
   uint32_t caplen = pkt.caplen + tag;
   const uint32_t wirelen = pkt.wirelen + tag;
@@ -74,15 +82,15 @@ void Chunker::packet(const RawPacket& pkt) {
     bool full = cfg_.max_file_bytes && file_packets_ > 0 && file_len_ + 16 + caplen > cfg_.max_file_bytes;
     bool many = cfg_.max_file_packets && file_packets_ >= cfg_.max_file_packets;
     // Imports can go back in time; only forward distance counts as age.
-    bool old = cfg_.max_file_ns && pkt.ts_ns >= file_first_ts_ && pkt.ts_ns - file_first_ts_ >= cfg_.max_file_ns;
+    bool old = cfg_.max_file_ns && ts_ns >= file_first_ts_ && ts_ns - file_first_ts_ >= cfg_.max_file_ns;
     if (full || many || old) close_file();
   }
-  if (!cur_) open_file(pkt.ts_ns);
+  if (!cur_) open_file(ts_ns);
 
   const uint64_t record_offset = file_len_;
   uint8_t rh[16];
-  put32(rh, uint32_t(pkt.ts_ns / 1000000000ull));
-  put32(rh + 4, uint32_t(cfg_.nano ? pkt.ts_ns % 1000000000ull : pkt.ts_ns % 1000000000ull / 1000));
+  put32(rh, rec_sec);
+  put32(rh + 4, rec_frac);
   put32(rh + 8, caplen);
   put32(rh + 12, wirelen);
   write(rh, sizeof rh);
@@ -112,7 +120,7 @@ void Chunker::packet(const RawPacket& pkt) {
 
   PacketMeta& m = next_meta();
   parse_packet(cfg_.linktype, frame, std::min(caplen, kParseBytes), m);
-  m.ts_ns = pkt.ts_ns;
+  m.ts_ns = ts_ns;
   m.offset = record_offset;
   m.caplen = caplen;
   m.wirelen = wirelen;

@@ -8,7 +8,12 @@
 namespace n2d {
 
 struct RawPacket {
-  uint64_t ts_ns;
+  // Timestamp as the source gives it: seconds and a fraction in microseconds
+  // or nanoseconds. Kept apart so an import of a file in its own precision
+  // writes back the very bytes it read, even a fraction that is out of range.
+  uint32_t sec;
+  uint32_t frac;
+  bool frac_ns;
   const uint8_t* data;
   uint32_t caplen;
   uint32_t wirelen;

@@ -9,9 +9,10 @@
 namespace n2d {
 namespace {
 
-// libpcap converts every file to the precision asked for, so whether the
-// source really had nanoseconds is read from the file itself: nanosecond
-// pcap, or pcapng (whose resolution can be anything, per interface).
+// Whether the source has nanoseconds is read from the file itself:
+// nanosecond pcap, or pcapng (whose resolution can be anything, per
+// interface). A classic pcap is then read in its own precision, so that its
+// timestamp fields come through untouched.
 bool file_has_nanoseconds(const std::string& path) {
   FILE* f = fopen(path.c_str(), "rb");
   if (!f) return false;
@@ -31,12 +32,13 @@ class FileSource : public Source {
 
   bool open(const std::string& path, std::string& err) {
     char errbuf[PCAP_ERRBUF_SIZE] = {0};
-    p_ = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    nano_ = file_has_nanoseconds(path);
+    p_ = pcap_open_offline_with_tstamp_precision(
+        path.c_str(), nano_ ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO, errbuf);
     if (!p_) {
       err = path + ": " + errbuf;
       return false;
     }
-    nano_ = file_has_nanoseconds(path);
     return true;
   }
 
@@ -58,7 +60,10 @@ class FileSource : public Source {
         return PollResult::Error;
       }
       RawPacket rp;
-      rp.ts_ns = uint64_t(uint32_t(h->ts.tv_sec)) * 1000000000ull + uint64_t(h->ts.tv_usec);
+      // libpcap sign-extends the 32-bit fields; the casts give back their bits.
+      rp.sec = uint32_t(h->ts.tv_sec);
+      rp.frac = uint32_t(h->ts.tv_usec);
+      rp.frac_ns = nano_;
       rp.data = data;
       rp.caplen = h->caplen;
       rp.wirelen = h->len;

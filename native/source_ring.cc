@@ -199,7 +199,9 @@ class RingSource : public Source {
                                                        block->hdr.bh1.offset_to_first_pkt);
     for (uint32_t i = 0; i < n; i++) {
       RawPacket rp;
-      rp.ts_ns = uint64_t(pkt->tp_sec) * 1000000000ull + pkt->tp_nsec;
+      rp.sec = pkt->tp_sec;
+      rp.frac = pkt->tp_nsec;
+      rp.frac_ns = true;
       rp.data = reinterpret_cast<const uint8_t*>(pkt) + pkt->tp_mac;
       rp.caplen = pkt->tp_snaplen;
       rp.wirelen = pkt->tp_len;

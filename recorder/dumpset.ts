@@ -162,7 +162,15 @@ export class DumpSet {
   }
 }
 
-/** Published pcap files of a storage directory, oldest directory first. */
+/** Orders file names by the first-packet time they carry (NAME = SEC.USEC[_K].pcap). */
+function byFirstPacket(a: string, b: string): number {
+  const key = (f: string): number[] => f.split(/[._]/).slice(0, 3).map((x) => (/^\d+$/.test(x) ? Number(x) : 0));
+  const ka = key(a);
+  const kb = key(b);
+  return ka[0]! - kb[0]! || ka[1]! - kb[1]! || ka[2]! - kb[2]!;
+}
+
+/** Published pcap files of a storage directory: directory by directory, each by first-packet time. */
 export function listStorageFiles(storage: string): string[] {
   const dirs = fs
     .readdirSync(storage)
@@ -172,7 +180,7 @@ export function listStorageFiles(storage: string): string[] {
     fs
       .readdirSync(path.join(storage, d))
       .filter((f) => f.endsWith('.pcap'))
-      .sort()
+      .sort(byFirstPacket)
       .map((f) => path.join(storage, d, f)),
   );
 }

@@ -4,6 +4,7 @@ import { execFile, ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { listStorageFiles } from '../../recorder/dumpset';
 import { repoRoot } from './corpus';
 import { PcapRecord, readPcap } from './pcap-compare';
 
@@ -29,20 +30,9 @@ export function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `n2dts-${tag}-`));
 }
 
-/** Published pcap files of a dump set, in storage order (directory number, then name). */
+/** Published pcap files of a dump set, in storage order. */
 export function publishedFiles(storage: string): string[] {
-  if (!fs.existsSync(storage)) return [];
-  return fs
-    .readdirSync(storage)
-    .filter((d) => /^\d+$/.test(d))
-    .sort((a, b) => Number(a) - Number(b))
-    .flatMap((d) =>
-      fs
-        .readdirSync(path.join(storage, d))
-        .filter((f) => f.endsWith('.pcap'))
-        .sort()
-        .map((f) => path.join(storage, d, f)),
-    );
+  return fs.existsSync(storage) ? listStorageFiles(storage) : [];
 }
 
 /** Every record of a dump set, file after file. */

@@ -1,0 +1,442 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { IndexBuilder } from '../recorder/index-builder';
+import {
+  IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile,
+} from '../recorder/index-file';
+import {
+  META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit,
+  encodeMeta, metaCaplen, metaDport, metaDst, metaDstMac, metaEthertype, metaFlags, metaIpproto,
+  metaOffset, metaSport, metaSrc, metaSrcMac, metaTsNs, metaVlan, metaWirelen,
+} from '../recorder/packet-meta';
+import { generateTraffic } from '../bench/synthetic-flows';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'n2disk-index-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const ip4 = (s: string): Uint8Array => Uint8Array.from(s.split('.').map(Number));
+function ip6(s: string): Uint8Array {
+  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
+  const groups = (part: string | undefined): number[] => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
+  const h = groups(head);
+  const t = groups(tail);
+  const all = [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+  const b = new Uint8Array(16);
+  all.forEach((g, i) => new DataView(b.buffer).setUint16(2 * i, g));
+  return b;
+}
+const MAC_A = Uint8Array.of(0x02, 0, 0, 0, 0, 0x0a);
+const MAC_B = Uint8Array.of(0x02, 0, 0, 0, 0, 0x0b);
+const TCP4 = META_IPV4 | META_PORTS | META_PLAIN | META_MAC;
+
+type Packet = Omit<PacketMetaInit, 'offset'>;
+
+/** Lays packets out as pcap records and writes the file; returns the records with offsets. */
+function writePcap(file: string, packets: Packet[], nano: boolean): { records: PacketMetaInit[]; bytes: number } {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(24);
+  head.writeUInt32LE(nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
+  head.writeUInt16LE(2, 4);
+  head.writeUInt16LE(4, 6);
+  head.writeUInt32LE(262144, 16);
+  head.writeUInt32LE(1, 20);
+  parts.push(head);
+  let offset = 24;
+  const records = packets.map((p) => {
+    const rec = Buffer.alloc(16 + p.caplen);
+    const perSec = nano ? 1_000_000_000n : 1_000_000n;
+    const ticks = nano ? p.tsNs : p.tsNs / 1000n;
+    rec.writeUInt32LE(Number(ticks / perSec), 0);
+    rec.writeUInt32LE(Number(ticks % perSec), 4);
+    rec.writeUInt32LE(p.caplen, 8);
+    rec.writeUInt32LE(p.wirelen ?? p.caplen, 12);
+    parts.push(rec);
+    const r = { ...p, offset };
+    offset += rec.length;
+    return r;
+  });
+  fs.writeFileSync(file, Buffer.concat(parts));
+  return { records, bytes: offset };
+}
+
+const T0 = 1_795_255_200_000_000_000n; // 2026-11-21T10:00:00Z
+const FAR = 2_000_000_000_123_456_789n; // 2033, past 2^53 ns and past 2^32 us
+
+/** A mixed capture: every kind of flow the index distinguishes. */
+function mixedPackets(): Packet[] {
+  const tcp = (src: string, dst: string, sport: number, dport: number, tsNs: bigint, caplen: number, macs = [MAC_A, MAC_B]): Packet => ({
+    tsNs, caplen, wirelen: caplen + 10, src: ip4(src), dst: ip4(dst), sport, dport, ethertype: 0x0800,
+    srcMac: macs[0], dstMac: macs[1], ipproto: 6, flags: TCP4,
+  });
+  return [
+    tcp('10.0.0.1', '93.184.216.34', 51234, 443, T0 + 5_000n, 74), // flow 0, opened by 10.0.0.1
+    tcp('93.184.216.34', '10.0.0.1', 443, 51234, T0 + 9_000n, 1514, [MAC_B, MAC_A]),
+    { tsNs: T0 + 2_000n, caplen: 60, src: ip6('2001:db8::1'), dst: ip6('2a00:1450::200e'), sport: 5353, dport: 53,
+      ethertype: 0x86dd, srcMac: MAC_A, dstMac: MAC_B, ipproto: 17, flags: META_IPV6 | META_PORTS | META_PLAIN | META_MAC },
+    { tsNs: T0 + 7_000n, caplen: 42, ethertype: 0x0806, srcMac: MAC_B, dstMac: MAC_A, flags: META_PLAIN | META_MAC },
+    { ...tcp('10.0.0.1', '93.184.216.34', 51234, 443, T0 + 6_000n, 90), vlan: 7, flags: TCP4 & ~META_PLAIN | META_VLAN },
+    { ...tcp('10.0.0.1', '93.184.216.34', 0, 0, T0 + 6_500n, 4), sport: 0, dport: 0, flags: META_IPV4 | META_FRAGMENT | META_PLAIN | META_MAC },
+    tcp('10.0.0.1', '93.184.216.34', 51234, 443, T0 + 1_000n, 66), // out of order: earlier than the flow's first
+    tcp('10.0.0.2', '10.0.0.3', 1, 2, 0n, 4),
+    tcp('10.0.0.3', '10.0.0.2', 2, 1, FAR, 4, [MAC_B, MAC_A]),
+  ];
+}
+
+test('packet meta records round trip through the accessors', () => {
+  const buf = encodeMeta([
+    { tsNs: FAR, offset: 2 ** 40 + 24, caplen: 1514, wirelen: 9000, src: ip6('2001:db8::1'), dst: ip6('::1'), sport: 65535,
+      dport: 443, ethertype: 0x86dd, vlan: 4095, srcMac: MAC_A, dstMac: MAC_B, ipproto: 6,
+      flags: META_IPV6 | META_PORTS | META_VLAN | META_MAC },
+  ]);
+  assert.equal(buf.byteLength, 80);
+  const v = new DataView(buf);
+  assert.equal(metaTsNs(v, 0), FAR);
+  assert.equal(metaOffset(v, 0), 2 ** 40 + 24);
+  assert.equal(metaCaplen(v, 0), 1514);
+  assert.equal(metaWirelen(v, 0), 9000);
+  assert.deepEqual(metaSrc(v, 0), ip6('2001:db8::1'));
+  assert.deepEqual(metaDst(v, 0), ip6('::1'));
+  assert.equal(metaSport(v, 0), 65535);
+  assert.equal(metaDport(v, 0), 443);
+  assert.equal(metaEthertype(v, 0), 0x86dd);
+  assert.equal(metaVlan(v, 0), 4095);
+  assert.deepEqual(metaSrcMac(v, 0), MAC_A);
+  assert.deepEqual(metaDstMac(v, 0), MAC_B);
+  assert.equal(metaIpproto(v, 0), 6);
+  assert.equal(metaFlags(v, 0), META_IPV6 | META_PORTS | META_VLAN | META_MAC);
+});
+
+test('IPv6 addresses print in RFC 5952 form', () => {
+  assert.equal(formatIpv6(ip6('2001:db8:0:0:0:0:2:1')), '2001:db8::2:1');
+  assert.equal(formatIpv6(ip6('2001:db8:0:1:1:1:1:1')), '2001:db8:0:1:1:1:1:1');
+  assert.equal(formatIpv6(ip6('2001:0:0:1:0:0:0:1')), '2001:0:0:1::1');
+  assert.equal(formatIpv6(ip6('2001:db8:0:0:1:0:0:1')), '2001:db8::1:0:0:1');
+  assert.equal(formatIpv6(ip6('::')), '::');
+  assert.equal(formatIpv6(ip6('::1')), '::1');
+  assert.equal(formatIpv6(ip6('fe80::')), 'fe80::');
+  assert.equal(formatIpv6(ip6('::ffff:c000:280')), '::ffff:192.0.2.128');
+});
+
+for (const nano of [false, true]) {
+  test(`builder round trip, ${nano ? 'nano' : 'micro'}second file`, () => {
+    const pcap = path.join(tmp, `mixed-${nano ? 'ns' : 'us'}.pcap`);
+    const { records, bytes } = writePcap(pcap, mixedPackets(), nano);
+    const b = new IndexBuilder({ linktype: 1, nano, snaplen: 262144 });
+    b.add(encodeMeta(records.slice(0, 4)), 4);
+    b.add(encodeMeta(records.slice(4)), records.length - 4);
+    assert.equal(b.flowCount, 6);
+    const unit = nano ? 1n : 1000n;
+    const trunc = (ns: bigint): bigint => (ns / unit) * unit;
+    assert.equal(b.minNs, 0n);
+    assert.equal(b.maxNs, trunc(FAR));
+    writeIndexFile(`${pcap}.idx`, b.finish(bytes));
+    assert.equal(fs.statSync(`${pcap}.idx`).mode & 0o777, 0o640);
+    assert.equal(fs.existsSync(`${pcap}.idx.tmp`), false);
+
+    const v = readIndexFile(`${pcap}.idx`);
+    assert.equal(v.linktype, 1);
+    assert.equal(v.nano, nano);
+    assert.equal(v.snaplen, 262144);
+    assert.deepEqual(v.covered, { start: 0, end: bytes });
+    assert.equal(v.packets, records.length);
+    assert.equal(v.bytes, records.reduce((a, r) => a + r.caplen, 0));
+    assert.equal(v.wireBytes, records.reduce((a, r) => a + (r.wirelen ?? r.caplen), 0));
+    assert.equal(v.firstNs, 0n);
+    assert.equal(v.lastNs, trunc(FAR));
+    assert.equal(v.flowCount, 6);
+    const flows = [...v.flows()];
+
+    const [tcp, udp6, arp, vlan, frag, edge] = flows;
+    assert.equal(tcp.ipVersion, 4);
+    assert.equal(tcp.addrA, '10.0.0.1');
+    assert.equal(tcp.addrB, '93.184.216.34');
+    assert.deepEqual(tcp.addrABytes, ip4('10.0.0.1'));
+    assert.equal(tcp.portA, 51234);
+    assert.equal(tcp.portB, 443);
+    assert.equal(tcp.ipproto, 6);
+    assert.equal(tcp.macA, '02:00:00:00:00:0a');
+    assert.equal(tcp.macB, '02:00:00:00:00:0b');
+    assert.equal(tcp.vlan, undefined);
+    assert.equal(tcp.packets, 3);
+    assert.equal(tcp.bytes, 74 + 1514 + 66);
+    assert.equal(tcp.wireBytes, 74 + 1514 + 66 + 30);
+    assert.equal(tcp.firstNs, trunc(T0 + 1_000n));
+    assert.equal(tcp.lastNs, trunc(T0 + 9_000n));
+    assert.deepEqual(v.flowOffsets(0), [records[0].offset, records[1].offset, records[6].offset]);
+
+    assert.equal(udp6.ipVersion, 6);
+    assert.equal(udp6.addrA, '2001:db8::1');
+    assert.equal(udp6.addrB, '2a00:1450::200e');
+    assert.deepEqual(udp6.addrBBytes, ip6('2a00:1450::200e'));
+    assert.equal(udp6.portB, 53);
+    assert.equal(udp6.ipproto, 17);
+
+    assert.equal(arp.ipVersion, undefined);
+    assert.equal(arp.addrA, undefined);
+    assert.equal(arp.portA, undefined);
+    assert.equal(arp.ethertype, 0x0806);
+    assert.equal(arp.macA, '02:00:00:00:00:0b');
+
+    assert.equal(vlan.vlan, 7);
+    assert.equal(vlan.packets, 1);
+    assert.equal(vlan.flags & META_PLAIN, 0);
+
+    assert.equal(frag.flags & META_FRAGMENT, META_FRAGMENT);
+    assert.equal(frag.portA, undefined);
+    assert.equal(frag.bytes, 4);
+
+    assert.equal(edge.packets, 2);
+    assert.equal(edge.firstNs, 0n);
+    assert.equal(edge.lastNs, trunc(FAR));
+    assert.equal(edge.addrA, '10.0.0.2');
+
+    assert.equal(v.timeBlocks.length, 1);
+    assert.deepEqual(v.timeBlocks[0], { offset: 24, end: bytes, packets: records.length, minNs: 0n, maxNs: trunc(FAR) });
+    assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+  });
+}
+
+test('time blocks split every 1024 packets and keep their own time ranges', () => {
+  const pcap = path.join(tmp, 'blocks.pcap');
+  const packets: Packet[] = Array.from({ length: 3000 }, (_, i) => ({
+    // Timestamps run backwards in the second block (an import of unsorted traffic).
+    tsNs: T0 + BigInt(i < 1024 || i >= 2048 ? i : 3072 - i) * 1_000_000n,
+    caplen: 60, src: ip4('10.0.0.1'), dst: ip4(`10.1.${i % 7}.1`), sport: 1000, dport: 80, ipproto: 6,
+    ethertype: 0x0800, flags: META_IPV4 | META_PORTS,
+  }));
+  const { records, bytes } = writePcap(pcap, packets, false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  b.add(encodeMeta(records), records.length);
+  writeIndexFile(`${pcap}.idx`, b.finish(bytes));
+  const v = readIndexFile(`${pcap}.idx`);
+  assert.deepEqual(v.timeBlocks.map((t) => [t.offset, t.packets]), [[24, 1024], [records[1024].offset, 1024], [records[2048].offset, 952]]);
+  assert.equal(v.timeBlocks[0].end, records[1024].offset);
+  assert.equal(v.timeBlocks[1].minNs, T0 + 1025n * 1_000_000n);
+  assert.equal(v.timeBlocks[1].maxNs, T0 + 2048n * 1_000_000n);
+  assert.equal(v.flowCount, 7);
+  assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+});
+
+test('a file being written: segments append, a torn last one is ignored', () => {
+  const pcap = path.join(tmp, 'live.pcap.part');
+  const { records, bytes } = writePcap(pcap, mixedPackets(), false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  const idx = createSegmentedIndex(`${pcap}.idx`);
+  const cuts = [0, 3, 7, records.length];
+  for (let k = 1; k < cuts.length; k++) {
+    const batch = records.slice(cuts[k - 1], cuts[k]);
+    b.add(encodeMeta(batch), batch.length);
+    const end = k === cuts.length - 1 ? bytes : records[cuts[k]].offset;
+    idx.append(b.segment(end));
+  }
+  idx.close();
+
+  const v = readIndexFile(`${pcap}.idx`, { partial: true });
+  assert.equal(v.segments, 3);
+  assert.equal(v.packets, records.length);
+  assert.deepEqual(v.covered, { start: 0, end: bytes });
+  // A connection seen in several segments is one flow per segment.
+  assert.ok(v.flowCount > b.flowCount);
+  const offsets = [...Array(v.flowCount).keys()].flatMap((i) => v.flowOffsets(i)).sort((x, y) => x - y);
+  assert.deepEqual(offsets, records.map((r) => r.offset));
+  assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+
+  // The whole-file index of the same builder still sees each connection once.
+  writeIndexFile(path.join(tmp, 'live.pcap.idx'), b.finish(bytes));
+  assert.equal(readIndexFile(path.join(tmp, 'live.pcap.idx')).flowCount, b.flowCount);
+  assert.deepEqual(checkIndex(path.join(tmp, 'live.pcap.idx'), pcap), []);
+
+  const full = fs.readFileSync(`${pcap}.idx`);
+  const torn = path.join(tmp, 'torn.pcap.part.idx');
+  fs.writeFileSync(torn, full.subarray(0, full.length - 5));
+  const t = readIndexFile(torn, { partial: true });
+  assert.equal(t.segments, 2);
+  assert.equal(t.covered.end, records[7].offset);
+  assert.throws(() => readIndexFile(torn), (e: unknown) => e instanceof IndexError && /segment 2: length \d+ runs past/.test(e.message));
+
+  // Zeros where the last segment should be (a crash after the file grew): also a tear.
+  const zeroed = Buffer.from(full);
+  zeroed.fill(0, full.length - 20);
+  fs.writeFileSync(torn, zeroed);
+  assert.equal(readIndexFile(torn, { partial: true }).segments, 2);
+
+  // But damage before the last segment is corruption, partial or not.
+  const bad = Buffer.from(full);
+  bad[20] ^= 0xff;
+  fs.writeFileSync(torn, bad);
+  assert.throws(() => readIndexFile(torn, { partial: true }), /segment 0: checksum mismatch/);
+
+  // An index created but not yet written to is empty, not broken.
+  fs.writeFileSync(torn, full.subarray(0, 8));
+  const empty = readIndexFile(torn, { partial: true });
+  assert.equal(empty.segments, 0);
+  assert.equal(empty.flowCount, 0);
+  assert.equal(empty.firstNs, undefined);
+});
+
+test('corruption is detected by readIndexFile and checkIndex', () => {
+  const pcap = path.join(tmp, 'corrupt.pcap');
+  const { records, bytes } = writePcap(pcap, mixedPackets(), true);
+  const b = new IndexBuilder({ linktype: 1, nano: true, snaplen: 0 });
+  b.add(encodeMeta(records), records.length);
+  const segment = b.finish(bytes);
+  writeIndexFile(`${pcap}.idx`, segment);
+  const good = fs.readFileSync(`${pcap}.idx`);
+
+  const flipped = Buffer.from(good);
+  flipped[good.length - 30] ^= 0x01;
+  fs.writeFileSync(`${pcap}.idx`, flipped);
+  assert.throws(() => readIndexFile(`${pcap}.idx`), (e: unknown) =>
+    e instanceof IndexError && e.file === `${pcap}.idx` && /checksum mismatch/.test(e.defect));
+  const problems = checkIndex(`${pcap}.idx`);
+  assert.equal(problems.length, 1);
+  assert.match(problems[0], /corrupt\.pcap\.idx: segment 0: checksum mismatch/);
+
+  // A wrong offset with a valid checksum (a builder bug, say) is caught against the pcap.
+  const seg = Buffer.from(segment);
+  // Flow 0's offsets as varints: 24 from the start, then the deltas to its next records.
+  const d = records[6].offset - records[1].offset;
+  const firstOffset = seg.indexOf(Buffer.from([24, records[1].offset - 24, (d & 0x7f) | 0x80, d >> 7]));
+  assert.ok(firstOffset > 0);
+  seg[firstOffset] = 25;
+  writeIndexFile(`${pcap}.idx`, seg);
+  const found = checkIndex(`${pcap}.idx`);
+  assert.ok(found.some((p) => /offset 25 is not a record/.test(p)), found.join('\n'));
+  assert.ok(found.some((p) => /record at 24 is in no flow/.test(p)), found.join('\n'));
+
+  writeIndexFile(`${pcap}.idx`, segment);
+  assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+  // The pcap itself changed under the index: a record's length.
+  const file = fs.readFileSync(pcap);
+  file.writeUInt32LE((records[2].wirelen ?? records[2].caplen) + 1, records[2].offset + 12);
+  fs.writeFileSync(pcap, file);
+  assert.match(checkIndex(`${pcap}.idx`).join('\n'), /records hold 60\/61 captured\/wire bytes, index says 60\/60/);
+  fs.truncateSync(pcap, bytes - 1);
+  assert.match(checkIndex(`${pcap}.idx`).join('\n'), new RegExp(`covers ${bytes} bytes`));
+
+  const junk = path.join(tmp, 'junk.idx');
+  fs.writeFileSync(junk, 'not an index at all');
+  assert.throws(() => readIndexFile(junk), /junk\.idx: not an n2disk-ts index \(bad magic\)/);
+  assert.throws(() => checkIndex(path.join(tmp, 'missing.idx')), { code: 'ENOENT' });
+  // Zero-padded container with a valid checksum but garbage inside: a clear error, never a crash.
+  const garbage = Buffer.alloc(64, 0x41);
+  writeIndexFile(junk, garbage);
+  assert.throws(() => readIndexFile(junk), IndexError);
+});
+
+test('offsets past 4 GiB survive segments and the whole-file index', () => {
+  const G4 = 2 ** 32;
+  const offsets = [24, G4 - 100, G4 + 50, G4 + 5000, 2 * G4 - 10, 2 * G4 + 2 ** 21];
+  const rec = (offset: number, i: number): PacketMetaInit => ({
+    tsNs: T0 + BigInt(i), offset, caplen: 40, src: ip4('10.0.0.1'), dst: ip4(`10.0.0.${2 + (i % 2)}`), flags: META_IPV4,
+  });
+  const b = new IndexBuilder({ linktype: 101, nano: true, snaplen: 0 });
+  const file = path.join(tmp, 'huge.pcap.part.idx');
+  const idx = createSegmentedIndex(file);
+  b.add(encodeMeta(offsets.slice(0, 2).map(rec)), 2);
+  idx.append(b.segment(G4));
+  b.add(encodeMeta(offsets.slice(2).map((o, i) => rec(o, i + 2))), 4);
+  idx.append(b.segment(3 * G4));
+  idx.close();
+  const whole = path.join(tmp, 'huge.pcap.idx');
+  writeIndexFile(whole, b.finish(3 * G4));
+  for (const v of [readIndexFile(file, { partial: true }), readIndexFile(whole)]) {
+    const all = [...Array(v.flowCount).keys()].flatMap((i) => v.flowOffsets(i)).sort((x, y) => x - y);
+    assert.deepEqual(all, offsets);
+    // Blocks end at segment boundaries and once they span a MiB of file.
+    assert.deepEqual(v.timeBlocks.map((t) => t.offset), [24, G4 - 100, G4 + 50, 2 * G4 - 10, 2 * G4 + 2 ** 21]);
+  }
+  assert.deepEqual(readIndexFile(whole).flowOffsets(0), [24, G4 + 50, 2 * G4 - 10]);
+  assert.deepEqual(checkIndex(whole), []);
+});
+
+test('builder refuses offsets that do not increase', () => {
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  const rec = (offset: number): PacketMetaInit => ({ tsNs: T0, offset, caplen: 60, flags: 0 });
+  b.add(encodeMeta([rec(24), rec(100)]), 2);
+  assert.throws(() => b.add(encodeMeta([rec(100)]), 1), /offsets must increase/);
+  assert.throws(() => b.add(encodeMeta([rec(200), rec(2 ** 32 + 200)]), 2), /4 GiB apart/);
+  b.add(encodeMeta([rec(200)]), 1); // a refused batch changed nothing
+  assert.throws(() => b.segment(50), /does not cover/);
+});
+
+test('index size on synthetic traffic: at most 11 bytes a packet at 3 packets a flow', () => {
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  let addNs = 0n;
+  const r = generateTraffic({ packets: 300_000, flows: 100_000, spread: 'local', seconds: 1, nano: false, batch: 6000 }, (meta, count) => {
+    const t = process.hrtime.bigint();
+    b.add(meta, count);
+    addNs += process.hrtime.bigint() - t;
+  });
+  const index = b.finish(r.fileBytes);
+  const perPacket = index.length / r.packets;
+  console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / r.fileBytes).toFixed(2)}% of the pcap, ` +
+    `${b.flowCount} flows, add() ${Math.round(r.packets / (Number(addNs) / 1e9))} records/s`);
+  assert.equal(b.flowCount, 100_000);
+  assert.ok(perPacket <= 11, `${perPacket} bytes/packet`);
+
+  const file = path.join(tmp, 'synthetic.pcap.idx');
+  writeIndexFile(file, index);
+  const v = readIndexFile(file);
+  assert.equal(v.packets, 300_000);
+  assert.equal(v.flowCount, 100_000);
+  let total = 0;
+  for (let i = 0; i < v.flowCount; i++) total += v.flowOffsets(i).length;
+  assert.equal(total, 300_000);
+  assert.deepEqual(checkIndex(file), []);
+});
+
+test('npcapprintindex prints, checks and fails with distinct exit codes', () => {
+  const cli = path.join(__dirname, '..', 'tools', 'npcapprintindex.js');
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const pcap = path.join(tmp, 'cli.pcap');
+  const { records, bytes } = writePcap(pcap, mixedPackets(), false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  b.add(encodeMeta(records), records.length);
+  writeIndexFile(`${pcap}.idx`, b.finish(bytes));
+
+  const text = run('-i', `${pcap}.idx`);
+  assert.equal(text.status, 0);
+  assert.equal(text.stderr, '');
+  assert.match(text.stdout, /^precision +microsecond$/m);
+  assert.match(text.stdout, /^time +1970-01-01T00:00:00\.000000Z - 2033-05-18T03:33:20\.123456Z$/m);
+  assert.match(text.stdout, /^tcp 10\.0\.0\.1:51234 <-> 93\.184\.216\.34:443 packets 3 bytes 1654 2026-11-21T10:00:00\.000001Z - 2026-11-21T10:00:00\.000009Z$/m);
+  assert.match(text.stdout, /^udp \[2001:db8::1\]:5353 <-> \[2a00:1450::200e\]:53 /m);
+  assert.match(text.stdout, /^arp 02:00:00:00:00:0b <-> 02:00:00:00:00:0a /m);
+  assert.match(text.stdout, /^tcp 10\.0\.0\.1:51234 <-> 93\.184\.216\.34:443 vlan 7 /m);
+  assert.match(text.stdout, /^tcp 10\.0\.0\.1 <-> 93\.184\.216\.34 fragments /m);
+
+  const json = run('-j', '-i', `${pcap}.idx`);
+  assert.equal(json.status, 0);
+  const doc = JSON.parse(json.stdout) as { packets: number; lastNs: string; flows: { a: { addr: string }; flags: string[] }[] };
+  assert.equal(doc.packets, records.length);
+  assert.equal(doc.lastNs, ((FAR / 1000n) * 1000n).toString());
+  assert.equal(doc.flows.length, 6);
+  assert.equal(doc.flows[1].a.addr, '2001:db8::1');
+  assert.deepEqual(doc.flows[4].flags, ['ipv4', 'fragment', 'plain', 'mac']);
+
+  const ok = run('-c', '-i', `${pcap}.idx`);
+  assert.deepEqual([ok.status, ok.stdout, ok.stderr], [0, '', '']);
+
+  const broken = fs.readFileSync(`${pcap}.idx`);
+  broken[broken.length - 1] ^= 0xff;
+  fs.writeFileSync(`${pcap}.idx`, broken);
+  const bad = run('-c', '-i', `${pcap}.idx`);
+  assert.equal(bad.status, 1);
+  assert.equal(bad.stdout, '');
+  assert.match(bad.stderr, /^\S+cli\.pcap\.idx: segment 0: checksum mismatch \(byte 8\)\n$/);
+  assert.equal(run('-i', `${pcap}.idx`).status, 1);
+
+  const missing = run('-i', path.join(tmp, 'nope.idx'));
+  assert.equal(missing.status, 2);
+  assert.equal(missing.stderr, `npcapprintindex: ${path.join(tmp, 'nope.idx')}: no such file or directory\n`);
+  const flag = run('--bogus', '-i', 'x');
+  assert.equal(flag.status, 2);
+  assert.equal(flag.stderr, "npcapprintindex: unknown option '--bogus'\n");
+  assert.equal(run().status, 2);
+  assert.equal(run('-c', '-j', '-i', `${pcap}.idx`).status, 2);
+});
