@@ -119,7 +119,16 @@ async function main(): Promise<number> {
   // The socket is bound by now, so packets are being kept: the pid file says
   // so, and is written while we may still write where root can.
   if (flags.pidFile) fs.writeFileSync(flags.pidFile, `${process.pid}\n`);
-  if (user) dropPrivileges(user);
+  if (user) {
+    dropPrivileges(user);
+    for (const d of dumpSet.directories()) {
+      try {
+        fs.accessSync(d, fs.constants.W_OK | fs.constants.X_OK);
+      } catch {
+        throw new CliError(`user ${user.name} cannot write to ${d} (check the modes of its parents)`, Exit.output);
+      }
+    }
+  }
 
   session.start();
   process.on('SIGUSR1', () => session.rotate());

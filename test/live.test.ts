@@ -107,6 +107,7 @@ describe('live capture on a veth (root)', { skip }, () => {
   });
 
   test('-f filters in the kernel with libpcap semantics; -u drops privileges', async () => {
+    fs.chmodSync(work, 0o755); // mkdtemp's 0700 would keep the unprivileged user out
     const rec = await startRecorder(['-f', 'udp port 53', '-u', 'nobody']);
     await replay(env, fixture('android.pcap').path, { pps: 5000 });
     await stop(rec);
