@@ -4,6 +4,7 @@
       "target_name": "n2disk",
       "sources": [
         "native/addon.cc",
+        "native/filter.cc",
         "native/recorder.cc",
         "native/chunker.cc",
         "native/source_ring.cc",

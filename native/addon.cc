@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "filter.h"
 #include "recorder.h"
 
 namespace {
@@ -194,6 +195,7 @@ Napi::Value LibpcapVersion(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Recorder", Recorder::Define(env));
+  exports.Set("Filter", n2d::Filter::Define(env));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
   return exports;
 }

@@ -100,8 +100,13 @@ interface NativeRecorder {
   stats(): RecorderStats;
 }
 
+interface NativeFilter {
+  scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): Uint32Array;
+}
+
 interface Addon {
   Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
+  Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   libpcapVersion(): string;
 }
 
@@ -130,3 +135,35 @@ export class Recorder {
 }
 
 export const libpcapVersion = (): string => addon.libpcapVersion();
+
+/** The records of one scan: where the kept ones start, and where walking stopped. */
+export interface ScanResult {
+  /** Positions in the buffer of the records kept, in buffer order. */
+  kept: Uint32Array;
+  /** Position just after the last whole record walked. */
+  next: number;
+}
+
+/**
+ * A tcpdump expression compiled by libpcap for one link type. Extraction
+ * gives it buffers of pcap records; it keeps those inside the time range
+ * that the compiled program accepts, so libpcap decides every packet.
+ * The constructor throws libpcap's own message for a bad expression.
+ */
+export class PacketFilter {
+  private readonly native: NativeFilter;
+
+  constructor(expression: string, linktype: number, snaplen: number) {
+    this.native = new addon.Filter(expression, linktype, snaplen);
+  }
+
+  /**
+   * Walks whole records of buf from `start` up to and including the one that
+   * starts at `last`, or until the buffer holds no whole record more.
+   * `nano` is the file's precision; the range is [beginNs, endNs).
+   */
+  scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): ScanResult {
+    const out = this.native.scan(buf, start, last, beginNs, endNs, nano);
+    return { kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
+  }
+}

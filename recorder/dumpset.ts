@@ -184,3 +184,84 @@ export function listStorageFiles(storage: string): string[] {
       .map((f) => path.join(storage, d, f)),
   );
 }
+
+/** A pcap file of a dump set that a reader may use, with where its index is. */
+export interface DumpFile {
+  /** Real path, inside the storage directory. */
+  pcap: string;
+  index: string;
+  /** Being written: only what its segmented index covers is complete. */
+  partial: boolean;
+}
+
+/** The span [start, end) in ns of a timeline directory, from its path components (Date rolls over). */
+function spanOf(parts: number[], localTime: boolean): [bigint, bigint] {
+  const next = [...parts];
+  next[next.length - 1]! += parts.length === 5 ? 10 : 1;
+  const ms = (p: number[]): number => {
+    const [Y, M = 1, D = 1, H = 0, Mi = 0] = p;
+    return localTime ? new Date(Y!, M - 1, D, H, Mi).getTime() : Date.UTC(Y!, M - 1, D, H, Mi);
+  };
+  return [BigInt(ms(parts)) * 1_000_000n, BigInt(ms(next)) * 1_000_000n];
+}
+
+/**
+ * The files of a timeline that may hold packets in [beginNs, endNs), in
+ * storage order: those
+ * linked from the slots the range touches, those linked from WIDE_DIR, and
+ * the file being written. Links that lead out of the storage directory are
+ * never followed; they are reported through `warn`.
+ */
+export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint, warn: (msg: string) => void): DumpFile[] {
+  const storageReal = fs.realpathSync(info.storage);
+  const found = new Map<string, DumpFile>();
+  const inside = (p: string): boolean => p.startsWith(storageReal + path.sep);
+
+  const addLink = (link: string): void => {
+    let real: string;
+    try {
+      real = fs.realpathSync(link);
+    } catch {
+      return; // dangling: the file was deleted (disk budget) after the link was listed
+    }
+    if (!inside(real)) {
+      warn(`${link}: points outside the dump set (${real}); not followed`);
+      return;
+    }
+    if (!found.has(real)) found.set(real, { pcap: real, index: real + INDEX_SUFFIX, partial: false });
+  };
+
+  const walk = (dir: string, parts: number[]): void => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    if (parts.length === 5) {
+      for (const n of names) if (n.endsWith('.pcap')) addLink(path.join(dir, n));
+      return;
+    }
+    for (const n of names) {
+      if (!/^\d+$/.test(n)) continue;
+      const sub = [...parts, Number(n)];
+      const [from, to] = spanOf(sub, info.localTime);
+      // A slot holds files whose span starts in it or crosses it: a
+      // directory before the range can only matter through its links,
+      // which are also in every later slot the file crosses.
+      if (to <= beginNs || from >= endNs) continue;
+      walk(path.join(dir, n), sub);
+    }
+  };
+  walk(info.timeline, []);
+  const wide = path.join(info.timeline, WIDE_DIR);
+  if (fs.existsSync(wide)) for (const n of fs.readdirSync(wide)) if (n.endsWith('.pcap')) addLink(path.join(wide, n));
+
+  for (const n of fs.readdirSync(storageReal)) {
+    if (!n.endsWith('.pcap' + PART_SUFFIX)) continue;
+    const p = path.join(storageReal, n);
+    found.set(p, { pcap: p, index: p + INDEX_SUFFIX, partial: true });
+  }
+  // Storage order, which is also the order of ties in extraction's output.
+  return [...found.values()].sort((a, b) => byFirstPacket(path.basename(a.pcap), path.basename(b.pcap)));
+}

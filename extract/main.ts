@@ -1,0 +1,236 @@
+// npcapextract: the exact packets of a time range and a tcpdump filter, out
+// of one or more dump sets, found through their indexes.
+import fs from 'node:fs';
+import path from 'node:path';
+import { PacketFilter } from '../native/addon';
+import { CliError, Exit, newProgram, run } from '../recorder/cli';
+import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
+import { IndexView, readIndexFile } from '../recorder/index-file';
+import { mergeByTime, Source, sortedPackets } from './merge';
+import { PcapOutput } from './output';
+import { FilePlan, FlowTest, planFile } from './plan';
+import { ByteRange, readRanges, ReadStats } from './read';
+import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
+
+const NAME = 'npcapextract';
+
+/** npcapextract's exit codes, beyond the shared ones. */
+const ExtractExit = { filter: 2, timeline: 3, output: 4, time: 5, range: 6 } as const;
+
+interface Flags {
+  timeline: string[];
+  begin: string;
+  end: string;
+  filter?: string;
+  output?: string;
+  stdout: boolean;
+  snaplen: number;
+  list: boolean;
+  explain: boolean;
+  empty: boolean;
+  localTime: boolean;
+}
+
+function parseArgs(argv: string[]): Flags {
+  const program = newProgram(NAME, 'Extract the exact packets of a time range and a tcpdump filter from n2disk-ts dump sets.')
+    .requiredOption('-t, --timeline <dir>', 'timeline directory (repeat for several, merged by time)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .requiredOption('-b, --begin <time>', 'first instant, inclusive')
+    .requiredOption('-e, --end <time>', 'last instant, exclusive')
+    .option('-f, --filter <expr>', 'tcpdump filter expression (pcap-filter(7))')
+    .option('-o, --output <file>', "output pcap file, or '-' for stdout")
+    .option('-O, --stdout', 'write to stdout (same as -o -)', false)
+    .option('-s, --snaplen <bytes>', 'cut packets to this many bytes', (v: string) => {
+      if (!/^\d+$/.test(v)) throw new CliError(`-s: '${v}' is not a whole number`, Exit.usage);
+      return Number(v);
+    }, 0)
+    .option('-l, --list', 'list the files that would be read, and stop', false)
+    .option('--explain', 'print on stderr what the index saved', false)
+    .option('-0, --empty', 'write an empty pcap when nothing matches', false)
+    .option('--local-time', 'times without a zone are local time (default UTC)', false)
+    .addHelpText(
+      'after',
+      `
+Times: ${formatsHelp}.
+The range is [BEGIN, END): BEGIN inclusive, END exclusive.
+Output: the packets tcpdump would keep from the same files with the same
+filter, restricted to the range, byte for byte, in timestamp order.
+Exit codes: 0 done (also when nothing matched), 1 failed while reading,
+2 bad arguments or a filter libpcap rejects, 3 timeline missing or unreadable,
+4 output not writable, 5 a time that cannot be read, 6 an empty or reversed range.`,
+    );
+  program.parse(argv);
+  return program.opts<Flags>();
+}
+
+interface OpenedFile {
+  file: DumpFile;
+  timeline: number;
+  index: IndexView | undefined;
+}
+
+function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
+  try {
+    return readIndexFile(file.index, { partial: file.partial });
+  } catch (err) {
+    if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
+    return undefined;
+  }
+}
+
+/** A file whose time blocks never step back is in time order and can be streamed. */
+function inTimeOrder(index: IndexView): boolean {
+  let max = -1n;
+  for (const b of index.timeBlocks) {
+    if (b.minNs < max) return false;
+    if (b.maxNs > max) max = b.maxNs;
+  }
+  return true;
+}
+
+async function main(): Promise<number> {
+  const flags = parseArgs(process.argv);
+  const warn = (m: string): void => void process.stderr.write(`${NAME}: warning: ${m}\n`);
+
+  const now = nowNs();
+  let beginNs: bigint;
+  let endNs: bigint;
+  try {
+    beginNs = parseTime(flags.begin, flags.localTime, now);
+    endNs = parseTime(flags.end, flags.localTime, now);
+  } catch (err) {
+    if (err instanceof TimeError) throw new CliError(err.message, ExtractExit.time);
+    throw err;
+  }
+  if (endNs <= beginNs) throw new CliError(`empty range: end ${formatNs(endNs)} is not after begin ${formatNs(beginNs)}`, ExtractExit.range);
+
+  const target = flags.stdout ? '-' : flags.output;
+  if (!target && !flags.list) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);
+  if (target && target !== '-') {
+    try {
+      fs.accessSync(path.dirname(path.resolve(target)), fs.constants.W_OK);
+    } catch {
+      throw new CliError(`cannot write ${target}: its directory is missing or not writable`, ExtractExit.output);
+    }
+  }
+  if (target === '-' && process.stdout.isTTY) throw new CliError('refusing to write pcap to a terminal; redirect stdout or use -o FILE', Exit.usage);
+
+  const filterText = flags.filter ?? '';
+  // libpcap judges the expression once up front, so that a bad one fails
+  // even when no file is in range.
+  const filters = new Map<number, PacketFilter>();
+  const filterFor = (linktype: number, snaplen: number): PacketFilter => {
+    let f = filters.get(linktype);
+    if (!f) {
+      try {
+        f = new PacketFilter(filterText, linktype, snaplen);
+      } catch (err) {
+        throw new CliError(`bad filter '${filterText}': ${(err as Error).message}`, ExtractExit.filter);
+      }
+      filters.set(linktype, f);
+    }
+    return f;
+  };
+  filterFor(1, 262144);
+
+  const opened: OpenedFile[] = [];
+  flags.timeline.forEach((dir, t) => {
+    let files: DumpFile[];
+    try {
+      files = filesInRange(openTimeline(dir), beginNs, endNs, warn);
+    } catch (err) {
+      throw new CliError((err as Error).message, ExtractExit.timeline);
+    }
+    for (const file of files) opened.push({ file, timeline: t, index: openIndex(file, warn) });
+  });
+
+  const mayMatch: FlowTest | undefined = undefined;
+  const stats: ReadStats = { bytesRead: 0, reads: 0 };
+  const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({
+    o,
+    plan: o.index ? planFile(o.index, beginNs, endNs, mayMatch) : undefined,
+  }));
+  const toRead = planned.filter((p) => !p.plan || p.plan.ranges.length > 0);
+
+  if (flags.explain) {
+    const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
+    process.stderr.write(
+      `${NAME}: range ${formatNs(beginNs)} - ${formatNs(endNs)}, filter '${filterText}'\n` +
+        `${NAME}: files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
+        `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}\n`,
+    );
+  }
+  if (flags.list) {
+    for (const p of toRead) process.stdout.write(`${p.o.file.pcap}\n`);
+    return Exit.ok;
+  }
+
+  const linktypes = new Set(toRead.map((p) => p.o.index?.linktype ?? pcapHeader(p.o.file.pcap).linktype));
+  if (linktypes.size > 1) throw new CliError(`the files in range have different link types (${[...linktypes].join(', ')}); pcap holds one`, Exit.usage);
+  const headers = toRead.map((p) => pcapHeader(p.o.file.pcap));
+  const output = new PcapOutput(target!, {
+    linktype: [...linktypes][0] ?? 1,
+    nano: headers.some((h) => h.nano),
+    snaplen: flags.snaplen,
+  });
+
+  const sources: Source[] = [];
+  for (const [i, p] of toRead.entries()) {
+    const { file, index } = p.o;
+    const header = headers[i]!;
+    const filter = filterFor(header.linktype, header.snaplen);
+    const end = file.partial && index ? index.covered.end : fs.statSync(file.pcap).size;
+    const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: end }];
+    const read = (): Iterator<Packet> => {
+      const fd = fs.openSync(file.pcap, 'r');
+      const gen = readRanges(fd, end, ranges, filter, beginNs, endNs, header.nano, stats);
+      return closeAfter(gen, fd);
+    };
+    if (index && inTimeOrder(index)) {
+      sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, packets: read });
+    } else {
+      const all = sortedPackets({ [Symbol.iterator]: read });
+      if (all.length) sources.push({ firstNs: all[0]!.tsNs, lastNs: all[all.length - 1]!.tsNs, packets: () => all[Symbol.iterator]() });
+    }
+  }
+
+  for (const packet of mergeByTime(sources)) await output.write(packet);
+  await output.close(flags.empty);
+  if (flags.explain) {
+    process.stderr.write(`${NAME}: read ${stats.bytesRead} bytes in ${stats.reads} reads; wrote ${output.packets} packets\n`);
+  }
+  return Exit.ok;
+}
+
+type Packet = import('./read').Packet;
+
+function* closeAfter(gen: Generator<Packet>, fd: number): Generator<Packet> {
+  try {
+    yield* gen;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The few header fields extraction needs, read from the pcap itself. */
+function pcapHeader(file: string): { linktype: number; snaplen: number; nano: boolean } {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const h = Buffer.alloc(24);
+    if (fs.readSync(fd, h, 0, 24, 0) !== 24) throw new CliError(`${file}: not a pcap file (too short)`, Exit.failure);
+    const magic = h.readUInt32LE(0);
+    if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new CliError(`${file}: not a pcap file written by n2disk-ts`, Exit.failure);
+    return { linktype: h.readUInt32LE(20) & 0x03ffffff, snaplen: h.readUInt32LE(16), nano: magic === 0xa1b23c4d };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  // A reader that went away (| head) is not a failure.
+  if (err.code === 'EPIPE') process.exit(Exit.ok);
+  process.stderr.write(`${NAME}: cannot write output: ${err.message}\n`);
+  process.exit(ExtractExit.output);
+});
+
+run(NAME, main);
