@@ -78,16 +78,6 @@ function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undef
   }
 }
 
-/** A file whose time blocks never step back is in time order and can be streamed. */
-function inTimeOrder(index: IndexView): boolean {
-  let max = -1n;
-  for (const b of index.timeBlocks) {
-    if (b.minNs < max) return false;
-    if (b.maxNs > max) max = b.maxNs;
-  }
-  return true;
-}
-
 async function main(): Promise<number> {
   const flags = parseArgs(process.argv);
   const warn = (m: string): void => void process.stderr.write(`${NAME}: warning: ${m}\n`);
@@ -182,11 +172,12 @@ async function main(): Promise<number> {
     const end = file.partial && index ? index.covered.end : fs.statSync(file.pcap).size;
     const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: end }];
     const read = (): Iterator<Packet> => {
+      // Opened only when the merge reaches the file: the files not needed are never opened.
       const fd = fs.openSync(file.pcap, 'r');
       const gen = readRanges(fd, end, ranges, filter, beginNs, endNs, header.nano, stats);
       return closeAfter(gen, fd);
     };
-    if (index && inTimeOrder(index)) {
+    if (index?.ordered) {
       sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, packets: read });
     } else {
       const all = sortedPackets({ [Symbol.iterator]: read });

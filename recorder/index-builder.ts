@@ -276,6 +276,11 @@ export class IndexBuilder {
   private curMinHi = 0;
   private curMinLo = 0;
   private curMaxHi = 0;
+  // Whether packet times never went back, from the file's start.
+  private ordered = true;
+  private packetsSeen = 0;
+  private prevHi = 0;
+  private prevLo = 0;
   private curMaxLo = 0;
 
   // The segment being accumulated.
@@ -545,6 +550,9 @@ export class IndexBuilder {
   }
 
   private toBlock(offset: number, tHi: number, tLo: number): void {
+    if (this.packetsSeen++ > 0 && lessThan(tHi, tLo, this.prevHi, this.prevLo)) this.ordered = false;
+    this.prevHi = tHi;
+    this.prevLo = tLo;
     if (this.curPackets === BLOCK_PACKETS || (this.curPackets > 0 && offset - this.curOff >= BLOCK_BYTES)) {
       this.closeBlock();
     }
@@ -781,6 +789,7 @@ export class IndexBuilder {
     if (vOffsets) Segment.addFlowOffsets(fb, vOffsets);
     Segment.addBlockCount(fb, input.endBlock - input.firstBlock);
     if (vBlocks) Segment.addBlocks(fb, vBlocks);
+    Segment.addOrdered(fb, this.ordered);
     Segment.finishSegmentBuffer(fb, Segment.endSegment(fb));
     return fb.asUint8Array().slice();
   }

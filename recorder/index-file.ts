@@ -154,6 +154,8 @@ export interface IndexView {
   /** Earliest and latest packet; undefined when there is none. */
   readonly firstNs: bigint | undefined;
   readonly lastNs: bigint | undefined;
+  /** No packet is earlier than the one before it: the file can be streamed in time order. */
+  readonly ordered: boolean;
   readonly timeBlocks: readonly TimeBlock[];
   /**
    * Flows are numbered across segments in order; a connection that spans
@@ -237,6 +239,7 @@ interface SegmentData {
   wireBytes: number;
   minTs: bigint;
   maxTs: bigint;
+  ordered: boolean;
   flowCount: number;
   classFlags: Uint8Array;
   classProto: Uint8Array;
@@ -416,6 +419,7 @@ function decodeSegmentBody(bytes: Uint8Array, fail: (defect: string) => never): 
     wireBytes: num(seg.wireBytes(), 'wire_bytes'),
     minTs,
     maxTs: seg.maxTs(),
+    ordered: seg.ordered(),
     flowCount: n,
     classFlags, classProto, classEther, classVlan, ipv4, ipv6, macPairs,
     flowClass: new Uint32Array(n),
@@ -538,6 +542,8 @@ class DecodedIndex implements IndexView {
   readonly wireBytes: number;
   readonly firstNs: bigint | undefined;
   readonly lastNs: bigint | undefined;
+  /** No packet is earlier than the one before it: the file can be streamed in time order. */
+  readonly ordered: boolean;
   readonly timeBlocks: readonly TimeBlock[];
   readonly flowCount: number;
   /** Index of each segment's first flow, plus the total. */
@@ -571,6 +577,7 @@ class DecodedIndex implements IndexView {
     this.firstNs = timed.length ? timed.reduce((m, s) => (s.minTs < m ? s.minTs : m), timed[0].minTs) * unit : undefined;
     this.lastNs = timed.length ? timed.reduce((m, s) => (s.maxTs > m ? s.maxTs : m), timed[0].maxTs) * unit : undefined;
     this.timeBlocks = parts.flatMap((s) => s.blocks);
+    this.ordered = parts.length > 0 && parts[parts.length - 1]!.ordered;
     this.flowBase = [0];
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
     this.flowCount = this.flowBase[parts.length];

@@ -284,8 +284,13 @@ chunks(obj?:ChunkTable):ChunkTable|null {
   return offset ? (obj || new ChunkTable()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
 }
 
+ordered():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 58);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
 static startSegment(builder:flatbuffers.Builder) {
-  builder.startObject(27);
+  builder.startObject(28);
 }
 
 static addVersion(builder:flatbuffers.Builder, version:number) {
@@ -552,6 +557,10 @@ static startBlocksVector(builder:flatbuffers.Builder, numElems:number) {
 
 static addChunks(builder:flatbuffers.Builder, chunksOffset:flatbuffers.Offset) {
   builder.addFieldOffset(26, chunksOffset, 0);
+}
+
+static addOrdered(builder:flatbuffers.Builder, ordered:boolean) {
+  builder.addFieldInt8(27, +ordered, +false);
 }
 
 static endSegment(builder:flatbuffers.Builder):flatbuffers.Offset {

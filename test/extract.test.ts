@@ -1,0 +1,181 @@
+// npcapextract against tcpdump: for every filter and time range, exactly the
+// packets tcpdump keeps from the same files, byte for byte, in time order.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fixture } from './helpers/corpus';
+import { expectedExtraction } from './helpers/extraction';
+import { assertSameRecords, parsePcap, PcapRecord } from './helpers/pcap-compare';
+import { dumpSetRecords, publishedFiles, runTool, tempDir } from './helpers/recorder';
+import { execFileSync, spawnSync } from 'node:child_process';
+
+const work = tempDir('extract');
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+
+// Ethernet captures (one pcap output holds one link type), some with VLAN tags.
+const SET_A = ['android.pcap', 'anyconnect-vpn.pcap', 'WebattackRCE.pcap', 'dns_exfiltration.pcap', 'mongodb.pcap', 'tls_change_cipher.pcap', 'quic-mvfst-exp.pcap'];
+const SET_B = ['tls_certificate_too_long.pcap', 'cassandra.pcap', 'gnutella.pcap', 'false_positives.pcapng'];
+
+async function record(name: string, captures: string[]): Promise<string> {
+  const dir = path.join(work, name);
+  for (const c of captures) {
+    const r = await runTool('n2disk-ts', ['-i', fixture(c).path, '-o', dir, '-N', '150']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return dir;
+}
+
+async function extract(args: string[]): Promise<{ code: number; stderr: string; records: PcapRecord[] }> {
+  const out = path.join(work, 'out.pcap');
+  fs.rmSync(out, { force: true });
+  const r = await runTool('npcapextract', [...args, '-o', out]);
+  const records = fs.existsSync(out) ? parsePcap(fs.readFileSync(out), out).records : [];
+  return { code: r.code, stderr: r.stderr, records };
+}
+
+const FILTERS = [
+  '',
+  'host 192.168.2.17',
+  'src host 192.168.2.17',
+  'dst host 192.168.2.17',
+  'net 192.168.0.0/16',
+  'not net 10.0.0.0/8',
+  'port 53',
+  'udp port 53',
+  'src port 443',
+  'dst port 443 or dst port 80',
+  'portrange 1-1024',
+  'tcp',
+  'udp and not port 53',
+  'icmp or icmp6',
+  'ip proto 17',
+  'ip6',
+  'ip6 and tcp',
+  'host 2a00:1450:4001:80b::200e',
+  '(tcp or udp) and not (port 443 or port 53)',
+  'tcp[tcpflags] & tcp-syn != 0',
+  'tcp[tcpflags] & (tcp-syn|tcp-fin) != 0 and not src net 192.168.0.0/16',
+  'ip[8] < 64',
+  'greater 1000',
+  'less 100',
+  'vlan',
+  'vlan and host 10.10.10.31',
+  'ether host ff:ff:ff:ff:ff:ff',
+  'ether broadcast or ether multicast',
+  'not tcp and not udp',
+  'arp',
+];
+
+describe('extraction equals tcpdump', () => {
+  let dirA: string;
+  let times: bigint[];
+  before(async () => {
+    dirA = await record('a', SET_A);
+    times = dumpSetRecords(dirA)
+      .map((r) => r.tsNs)
+      .sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  });
+
+  const ranges = (): [string, bigint, bigint][] => {
+    const q = (f: number): bigint => times[Math.floor(f * (times.length - 1))]!;
+    return [
+      ['everything', 0n, q(1) + 1n],
+      ['the middle third', q(1 / 3), q(2 / 3)],
+      ['from a packet to one ns after another', q(0.1), q(0.2) + 1n],
+      ['one packet exactly', q(0.5), q(0.5) + 1n],
+    ];
+  };
+
+  for (const filter of FILTERS) {
+    test(`filter '${filter}' over several time ranges`, async () => {
+      for (const [what, b, e] of ranges()) {
+        const r = await extract(['-t', path.join(dirA, 'timeline'), '-b', b.toString().replace(/(\d{9})$/, '.$1'), '-e', e.toString().replace(/(\d{9})$/, '.$1'), '-f', filter]);
+        assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+        assertSameRecords(r.records, await expectedExtraction([dirA], filter, b, e));
+      }
+    });
+  }
+
+  test('two timelines are merged by timestamp', async () => {
+    const dirB = await record('b', SET_B);
+    for (const filter of ['', 'tcp', 'host 192.168.2.17 or udp']) {
+      const r = await extract(['-t', path.join(dirA, 'timeline'), '-t', path.join(dirB, 'timeline'), '-b', '0', '-e', 'now', '-f', filter]);
+      assert.equal(r.code, 0, r.stderr);
+      assertSameRecords(r.records, await expectedExtraction([dirA, dirB], filter, 0n, 1n << 62n));
+    }
+  });
+
+  test('a corrupted index is scanned instead, with a warning: slower, never wrong', async () => {
+    const dir = await record('corrupt', ['android.pcap']);
+    const idx = publishedFiles(dir)[1]! + '.idx';
+    const bytes = fs.readFileSync(idx);
+    bytes[bytes.length - 20] ^= 0xff;
+    fs.writeFileSync(idx, bytes);
+    const r = await extract(['-t', path.join(dir, 'timeline'), '-b', '0', '-e', 'now', '-f', 'tcp']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: .*scanning/);
+    assertSameRecords(r.records, await expectedExtraction([dir], 'tcp', 0n, 1n << 62n));
+  });
+
+  test('nothing in range: no output, or an empty pcap with -0', async () => {
+    const args = ['-t', path.join(dirA, 'timeline'), '-b', '1', '-e', '2'];
+    const none = await extract(args);
+    assert.equal(none.code, 0);
+    assert.equal(fs.existsSync(path.join(work, 'out.pcap')), false);
+    const empty = await extract([...args, '-0']);
+    assert.equal(empty.code, 0);
+    assert.equal(fs.statSync(path.join(work, 'out.pcap')).size, 24);
+  });
+
+  test('writing into a closed pipe ends quietly with status 0', () => {
+    const r = spawnSync('sh', ['-c', `node ${path.resolve(__dirname, '..', '..', 'bin', 'npcapextract.js')} -t ${path.join(dirA, 'timeline')} -b 0 -e now -O | head -c 100 > /dev/null; echo "status \${PIPESTATUS:-$?}"`], { encoding: 'utf8' });
+    assert.equal(r.stderr, '');
+    const bash = spawnSync('bash', ['-c', `set -o pipefail; node ${path.resolve(__dirname, '..', '..', 'bin', 'npcapextract.js')} -t ${path.join(dirA, 'timeline')} -b 0 -e now -O | head -c 100 > /dev/null`], { encoding: 'utf8' });
+    assert.equal(bash.status, 0, bash.stderr);
+  });
+
+  test('-l lists the files that would be read; -s cuts packets', async () => {
+    const l = await runTool('npcapextract', ['-t', path.join(dirA, 'timeline'), '-b', '0', '-e', 'now', '-l']);
+    assert.equal(l.code, 0);
+    assert.deepEqual(l.stdout.trim().split('\n').sort(), publishedFiles(dirA).map((f) => fs.realpathSync(f)).sort());
+    const s = await extract(['-t', path.join(dirA, 'timeline'), '-b', '0', '-e', 'now', '-s', '60']);
+    assert.ok(s.records.every((r) => r.caplen <= 60));
+    assert.equal(s.records.length, publishedFiles(dirA).length && dumpSetRecords(dirA).length);
+  });
+
+  test('bad input: one line each and a distinct exit code', async () => {
+    const tl = path.join(dirA, 'timeline');
+    const cases: [string[], number, RegExp][] = [
+      [['-t', tl, '-b', '0', '-e', 'now', '-f', 'port 99999'], 2, /bad filter 'port 99999': .*port/],
+      [['-t', tl, '-b', '0', '-e', 'now', '-f', 'tcp and'], 2, /bad filter 'tcp and': .*syntax error/],
+      [['-t', tl, '-b', 'yesterday', '-e', 'now'], 5, /bad time 'yesterday'/],
+      [['-t', tl, '-b', '2026-02-30 10:00:00', '-e', 'now'], 5, /no such day/],
+      [['-t', tl, '-b', 'now', '-e', '-1h'], 6, /empty range/],
+      [['-t', path.join(work, 'nowhere'), '-b', '0', '-e', 'now'], 3, /nowhere: not an n2disk-ts timeline/],
+      [['-t', tl, '-b', '0'], 2, /required option '-e/],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await extract(args);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^npcapextract: /);
+      assert.match(r.stderr, message);
+    }
+  });
+
+  test('times: calendar UTC, ISO 8601 with a zone and epoch seconds name the same instant', async () => {
+    const t = times[Math.floor(times.length / 2)]!;
+    const sec = t / 1_000_000_000n;
+    const iso = new Date(Number(sec) * 1000).toISOString().slice(0, 19);
+    const forms = [`${sec}`, `${iso.replace('T', ' ')}`, `${iso}Z`, `${iso}+00:00`];
+    const answers: number[] = [];
+    for (const b of forms) {
+      const r = await extract(['-t', path.join(dirA, 'timeline'), '-b', b, '-e', 'now']);
+      assert.equal(r.code, 0, r.stderr);
+      answers.push(r.records.length);
+    }
+    assert.ok(answers.every((a) => a === answers[0] && a > 0), answers.join(' '));
+    void execFileSync;
+  });
+});
