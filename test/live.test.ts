@@ -97,6 +97,18 @@ describe('live capture on a veth (root)', { skip }, () => {
     await stop(rec);
   });
 
+  test('extraction sees the file being written, up to its last index segment, within about a second', async () => {
+    const rec = await startRecorder();
+    await replay(env, fixture('dns_exfiltration.pcap').path, { pps: 5000 });
+    await new Promise((r) => setTimeout(r, 1600));
+    assert.equal(publishedFiles(rec.dir).length, 0, 'nothing is published yet');
+    const out = path.join(work, 'during.pcap');
+    const x = await runTool('npcapextract', ['-t', path.join(rec.dir, 'timeline'), '-b', '-1h', '-e', 'now', '-f', 'udp', '-o', out]);
+    assert.equal(x.code, 0, x.stderr);
+    assertSameRecords(readPcap(out).records, expectedFrames(['dns_exfiltration.pcap']), { precision: 'none' });
+    await stop(rec);
+  });
+
   test('rotation by time (-t) closes files even when traffic stops', async () => {
     const rec = await startRecorder(['-t', '1']);
     await replay(env, fixture('dns_exfiltration.pcap').path, { pps: 1000 });
