@@ -7,9 +7,9 @@ import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
 import { IndexView, readIndexFile } from '../recorder/index-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
-import { PcapOutput } from './output';
+import { Origin, Output } from './output';
 import { FilePlan, FlowTest, planFile } from './plan';
-import { ByteRange, readRanges, ReadStats } from './read';
+import { ByteRange, Packet, readRanges, ReadStats } from './read';
 import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
 
 const NAME = 'npcapextract';
@@ -25,10 +25,20 @@ interface Flags {
   output?: string;
   stdout: boolean;
   snaplen: number;
+  maxSize: number;
+  maxPackets: number;
+  pcapng: boolean;
   list: boolean;
   explain: boolean;
   empty: boolean;
   localTime: boolean;
+}
+
+function wholeNumber(flag: string): (v: string) => number {
+  return (v: string) => {
+    if (!/^\d+$/.test(v)) throw new CliError(`${flag}: '${v}' is not a whole number`, Exit.usage);
+    return Number(v);
+  };
 }
 
 function parseArgs(argv: string[]): Flags {
@@ -39,10 +49,10 @@ function parseArgs(argv: string[]): Flags {
     .option('-f, --filter <expr>', 'tcpdump filter expression (pcap-filter(7))')
     .option('-o, --output <file>', "output pcap file, or '-' for stdout")
     .option('-O, --stdout', 'write to stdout (same as -o -)', false)
-    .option('-s, --snaplen <bytes>', 'cut packets to this many bytes', (v: string) => {
-      if (!/^\d+$/.test(v)) throw new CliError(`-s: '${v}' is not a whole number`, Exit.usage);
-      return Number(v);
-    }, 0)
+    .option('-s, --snaplen <bytes>', 'cut packets to this many bytes', wholeNumber('-s'), 0)
+    .option('-P, --max-size <MB>', 'start a new numbered output file after this many MB', wholeNumber('-P'), 0)
+    .option('-N, --max-packets <n>', 'start a new numbered output file after this many packets', wholeNumber('-N'), 0)
+    .option('--pcapng', 'write pcapng, one interface per timeline and link type', false)
     .option('-l, --list', 'list the files that would be read, and stop', false)
     .option('--explain', 'print on stderr what the index saved', false)
     .option('-0, --empty', 'write an empty pcap when nothing matches', false)
@@ -155,13 +165,28 @@ async function main(): Promise<number> {
     return Exit.ok;
   }
 
-  const linktypes = new Set(toRead.map((p) => p.o.index?.linktype ?? pcapHeader(p.o.file.pcap).linktype));
-  if (linktypes.size > 1) throw new CliError(`the files in range have different link types (${[...linktypes].join(', ')}); pcap holds one`, Exit.usage);
+  if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
   const headers = toRead.map((p) => pcapHeader(p.o.file.pcap));
-  const output = new PcapOutput(target!, {
-    linktype: [...linktypes][0] ?? 1,
+  // One origin per timeline and link type: a pcapng interface each; a pcap
+  // holds only one link type.
+  const origins: Origin[] = [];
+  const originOf = (timeline: number, linktype: number): number => {
+    const name = flags.timeline[timeline]!;
+    let i = origins.findIndex((o) => o.name === name && o.linktype === linktype);
+    if (i < 0) i = origins.push({ name, linktype, filter: filterText }) - 1;
+    return i;
+  };
+  const fileOrigins = toRead.map((p, i) => originOf(p.o.timeline, headers[i]!.linktype));
+  if (!flags.pcapng && new Set(origins.map((o) => o.linktype)).size > 1) {
+    throw new CliError(`the files in range have different link types (${[...new Set(origins.map((o) => o.linktype))].join(', ')}); use --pcapng`, Exit.usage);
+  }
+  if (!origins.length) origins.push({ name: flags.timeline[0]!, linktype: 1, filter: filterText });
+  const output = new Output(target!, origins, {
+    format: flags.pcapng ? 'pcapng' : 'pcap',
     nano: headers.some((h) => h.nano),
     snaplen: flags.snaplen,
+    maxBytes: flags.maxSize * 2 ** 20,
+    maxPackets: flags.maxPackets,
   });
 
   const sources: Source[] = [];
@@ -174,7 +199,7 @@ async function main(): Promise<number> {
     const read = (): Iterator<Packet> => {
       // Opened only when the merge reaches the file: the files not needed are never opened.
       const fd = fs.openSync(file.pcap, 'r');
-      const gen = readRanges(fd, end, ranges, filter, beginNs, endNs, header.nano, stats);
+      const gen = readRanges({ fd, end, filter, beginNs, endNs, nano: header.nano, origin: fileOrigins[i]! }, ranges, stats);
       return closeAfter(gen, fd);
     };
     if (index?.ordered) {
@@ -192,8 +217,6 @@ async function main(): Promise<number> {
   }
   return Exit.ok;
 }
-
-type Packet = import('./read').Packet;
 
 function* closeAfter(gen: Generator<Packet>, fd: number): Generator<Packet> {
   try {

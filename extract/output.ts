@@ -1,74 +1,197 @@
-// Writing the extracted packets as a pcap stream, to a file or stdout. The
-// header goes out with the first packet, so that "nothing matched" can mean
-// no output at all unless an empty pcap is asked for.
+// Writing extracted packets, to a file or stdout, as pcap or pcapng, in one
+// file or numbered parts. Headers go out with the first packet, so that
+// "nothing matched" means no output at all unless an empty file is asked for.
 import fs from 'node:fs';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Packet } from './read';
 
 const FLUSH_BYTES = 1 << 20;
 
-export interface OutputOptions {
+/** Where packets came from, for pcapng's interface blocks. */
+export interface Origin {
+  name: string;
   linktype: number;
-  /** Nanosecond pcap; records of microsecond files are converted. */
+  /** The filter, recorded in the interface's comment. */
+  filter: string;
+}
+
+export interface OutputOptions {
+  format: 'pcap' | 'pcapng';
+  /** Nanosecond timestamps; packets from microsecond files are converted. */
   nano: boolean;
   /** Cut every packet to this many bytes (0: as stored). */
   snaplen: number;
+  /** Start a new numbered file after this many bytes / packets (0: never). */
+  maxBytes: number;
+  maxPackets: number;
 }
 
-export class PcapOutput {
+/** Record of `p` cut to the snaplen and converted to the output precision (pcap layout). */
+function outputRecord(p: Packet, opts: OutputOptions): Buffer {
+  const cut = opts.snaplen > 0 && p.record.length - 16 > opts.snaplen;
+  if (p.nano === opts.nano && !cut) return p.record; // as stored, byte for byte
+  const rec = Buffer.from(cut ? p.record.subarray(0, 16 + opts.snaplen) : p.record);
+  if (cut) rec.writeUInt32LE(opts.snaplen, 8);
+  if (p.nano !== opts.nano) {
+    const frac = p.tsNs % 1_000_000_000n;
+    rec.writeUInt32LE(Number(p.tsNs / 1_000_000_000n) >>> 0, 0);
+    rec.writeUInt32LE(Number(opts.nano ? frac : frac / 1000n), 4);
+  }
+  return rec;
+}
+
+function pcapHeader(linktype: number, opts: OutputOptions): Buffer {
+  const h = Buffer.alloc(24);
+  h.writeUInt32LE(opts.nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
+  h.writeUInt16LE(2, 4);
+  h.writeUInt16LE(4, 6);
+  h.writeUInt32LE(opts.snaplen || 262144, 16);
+  h.writeUInt32LE(linktype, 20);
+  return h;
+}
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+/** A pcapng block: type, length, body (padded), length again. */
+function block(type: number, body: Buffer): Buffer {
+  const len = 12 + pad4(body.length);
+  const b = Buffer.alloc(len);
+  b.writeUInt32LE(type, 0);
+  b.writeUInt32LE(len, 4);
+  body.copy(b, 8);
+  b.writeUInt32LE(len, len - 4);
+  return b;
+}
+
+function option(code: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(4 + pad4(value.length));
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(value.length, 2);
+  value.copy(b, 4);
+  return b;
+}
+
+function sectionHeader(): Buffer {
+  const body = Buffer.alloc(16);
+  body.writeUInt32LE(0x1a2b3c4d, 0);
+  body.writeUInt16LE(1, 4);
+  body.writeUInt16LE(0, 6);
+  body.writeBigInt64LE(-1n, 8); // section length not given
+  return block(0x0a0d0d0a, body);
+}
+
+function interfaceBlock(origin: Origin, opts: OutputOptions): Buffer {
+  const fixed = Buffer.alloc(8);
+  fixed.writeUInt16LE(origin.linktype, 0);
+  fixed.writeUInt32LE(opts.snaplen, 4);
+  const opt = [
+    option(2, Buffer.from(origin.name)), // if_name
+    option(9, Buffer.from([opts.nano ? 9 : 6])), // if_tsresol: 10^-9 or 10^-6
+  ];
+  if (origin.filter) opt.push(option(1, Buffer.from(`filter: ${origin.filter}`))); // opt_comment
+  opt.push(Buffer.alloc(4)); // opt_endofopt
+  return block(1, Buffer.concat([fixed, ...opt]));
+}
+
+function packetBlock(iface: number, p: Packet, opts: OutputOptions): Buffer {
+  const rec = outputRecord(p, opts);
+  const caplen = rec.readUInt32LE(8);
+  const body = Buffer.alloc(20 + pad4(caplen));
+  const ticks = opts.nano ? p.tsNs : p.tsNs / 1000n;
+  body.writeUInt32LE(iface, 0);
+  body.writeUInt32LE(Number(ticks >> 32n), 4);
+  body.writeUInt32LE(Number(ticks & 0xffffffffn), 8);
+  body.writeUInt32LE(caplen, 12);
+  body.writeUInt32LE(rec.readUInt32LE(12), 16);
+  rec.copy(body, 20, 16);
+  return block(6, body);
+}
+
+/**
+ * The output of one extraction. `target` is a file name or '-' (stdout);
+ * with maxBytes/maxPackets, files are TARGET-0001.EXT, TARGET-0002.EXT, ...
+ */
+export class Output {
+  private out: Writable | undefined;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private headerWritten = false;
+  private started = false;
+  private part = 0;
+  private partBytes = 0;
+  private partPackets = 0;
+  /** pcapng interface id of each origin in the current file. */
+  private ifaces = new Map<number, number>();
   packets = 0;
   bytes = 0;
+  readonly files: string[] = [];
 
-  private out: Writable | undefined;
-
-  /** `target` is a file name or '-' for stdout; a file is created only when something is written. */
   constructor(
     private readonly target: string,
+    private readonly origins: readonly Origin[],
     private readonly opts: OutputOptions,
   ) {}
 
+  private get split(): boolean {
+    return this.opts.maxBytes > 0 || this.opts.maxPackets > 0;
+  }
+
+  private fileName(): string {
+    if (!this.split) return this.target;
+    const ext = path.extname(this.target);
+    const base = ext ? this.target.slice(0, -ext.length) : this.target;
+    return `${base}-${String(this.part).padStart(4, '0')}${ext || '.' + this.opts.format}`;
+  }
+
   private stream(): Writable {
-    this.out ??= this.target === '-' ? process.stdout : fs.createWriteStream(this.target, { mode: 0o640 });
+    if (!this.out) {
+      const name = this.fileName();
+      this.out = this.target === '-' ? process.stdout : fs.createWriteStream(name, { mode: 0o640 });
+      if (this.target !== '-') this.files.push(name);
+    }
     return this.out;
   }
 
-  private header(): Buffer {
-    const h = Buffer.alloc(24);
-    h.writeUInt32LE(this.opts.nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-    h.writeUInt16LE(2, 4);
-    h.writeUInt16LE(4, 6);
-    h.writeUInt32LE(this.opts.snaplen || 262144, 16);
-    h.writeUInt32LE(this.opts.linktype, 20);
-    return h;
+  /** Opens the next part: its header, and (pcapng) interfaces as they are needed. */
+  private async startPart(origin: number): Promise<void> {
+    if (this.started) {
+      await this.flush();
+      await this.endStream();
+    }
+    this.started = true;
+    this.part++;
+    this.partBytes = 0;
+    this.partPackets = 0;
+    this.ifaces.clear();
+    this.queue(this.opts.format === 'pcap' ? pcapHeader(this.origins[origin]!.linktype, this.opts) : sectionHeader());
   }
 
   async write(p: Packet): Promise<void> {
-    if (!this.headerWritten) this.queue(this.header());
-    let rec = p.record;
-    const cut = this.opts.snaplen && rec.length - 16 > this.opts.snaplen;
-    if (p.nano !== this.opts.nano || cut) {
-      // Only a conversion rewrites a header; otherwise the record goes out as stored.
-      rec = Buffer.from(cut ? rec.subarray(0, 16 + this.opts.snaplen) : rec);
-      if (cut) rec.writeUInt32LE(this.opts.snaplen, 8);
-      if (p.nano !== this.opts.nano) {
-        const frac = p.tsNs % 1_000_000_000n;
-        rec.writeUInt32LE(Number(p.tsNs / 1_000_000_000n) >>> 0, 0);
-        rec.writeUInt32LE(Number(this.opts.nano ? frac : frac / 1000n), 4);
+    const full = this.split && ((this.opts.maxPackets > 0 && this.partPackets >= this.opts.maxPackets) || (this.opts.maxBytes > 0 && this.partBytes >= this.opts.maxBytes));
+    if (!this.started || full) await this.startPart(p.origin);
+    let data: Buffer;
+    if (this.opts.format === 'pcap') {
+      data = outputRecord(p, this.opts);
+    } else {
+      let id = this.ifaces.get(p.origin);
+      if (id === undefined) {
+        id = this.ifaces.size;
+        this.ifaces.set(p.origin, id);
+        this.queue(interfaceBlock(this.origins[p.origin]!, this.opts));
       }
+      data = packetBlock(id, p, this.opts);
     }
-    this.queue(rec);
+    this.queue(data);
     this.packets++;
-    this.bytes += rec.length - 16;
+    this.partPackets++;
+    this.bytes += p.record.length - 16;
     if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
   }
 
   private queue(b: Buffer): void {
-    this.headerWritten = true;
     this.pending.push(b);
     this.pendingBytes += b.length;
+    this.partBytes += b.length;
   }
 
   private async flush(): Promise<void> {
@@ -80,11 +203,24 @@ export class PcapOutput {
     if (!out.write(data)) await new Promise<void>((resolve) => out.once('drain', resolve));
   }
 
-  /** Flushes; with `empty`, writes a header-only pcap when no packet was written. */
-  async close(empty: boolean): Promise<void> {
-    if (!this.headerWritten && empty) this.queue(this.header());
-    await this.flush();
+  private async endStream(): Promise<void> {
     const out = this.out;
+    this.out = undefined;
     if (out && out !== process.stdout) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+
+  /** Flushes and closes; with `empty`, writes a file with headers only when no packet was written. */
+  async close(empty: boolean): Promise<void> {
+    if (!this.started && empty) {
+      await this.startPart(0);
+      if (this.opts.format === 'pcapng') {
+        for (const [i, o] of this.origins.entries()) {
+          this.ifaces.set(i, i);
+          this.queue(interfaceBlock(o, this.opts));
+        }
+      }
+    }
+    await this.flush();
+    await this.endStream();
   }
 }

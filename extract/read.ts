@@ -16,6 +16,23 @@ export interface Packet {
   record: Buffer;
   /** The record's fraction field counts nanoseconds (its file is nanosecond pcap). */
   nano: boolean;
+  /** Which output origin (timeline and link type) the packet belongs to. */
+  origin: number;
+  /** Where the record starts in its file. */
+  offset: number;
+}
+
+/** What one file's reading needs besides the ranges. */
+export interface FileReading {
+  fd: number;
+  /** Records beyond this are not read (a file being written ends at its last index segment). */
+  end: number;
+  filter: PacketFilter;
+  beginNs: bigint;
+  endNs: bigint;
+  /** The file's precision. */
+  nano: boolean;
+  origin: number;
 }
 
 /** Bytes read beyond a range's last record start, so one read usually holds it whole. */
@@ -29,20 +46,10 @@ export interface ReadStats {
   reads: number;
 }
 
-/**
- * Yields the kept packets of `ranges` (in file order, ranges sorted and not
- * overlapping) from an open file that ends at `fileEnd`.
- */
-export function* readRanges(
-  fd: number,
-  fileEnd: number,
-  ranges: readonly ByteRange[],
-  filter: PacketFilter,
-  beginNs: bigint,
-  endNs: bigint,
-  nano: boolean,
-  stats: ReadStats,
-): Generator<Packet> {
+/** Yields the kept packets of `ranges` (in file order, sorted and not overlapping). */
+export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats: ReadStats): Generator<Packet> {
+  const { fd, filter, beginNs, endNs, nano, origin } = f;
+  const fileEnd = f.end;
   const unit = nano ? 1n : 1000n;
   for (const range of ranges) {
     let pos = Math.max(range.start, PCAP_HEADER);
@@ -59,7 +66,7 @@ export function* readRanges(
       for (const at of r.kept) {
         const caplen = view.readUInt32LE(at + 8);
         const tsNs = BigInt(view.readUInt32LE(at)) * 1_000_000_000n + BigInt(view.readUInt32LE(at + 4)) * unit;
-        yield { tsNs, record: Buffer.from(view.subarray(at, at + 16 + caplen)), nano };
+        yield { tsNs, record: Buffer.from(view.subarray(at, at + 16 + caplen)), nano, origin, offset: pos + at };
       }
       if (r.next === 0) {
         // Not one whole record in the buffer: the next record is larger than

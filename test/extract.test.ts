@@ -106,6 +106,35 @@ describe('extraction equals tcpdump', () => {
     }
   });
 
+  test('--pcapng: one interface per timeline, named, with the filter in a comment; same packets', async () => {
+    const dirB = path.join(work, 'b');
+    const out = path.join(work, 'out.pcapng');
+    const r = await runTool('npcapextract', ['-t', path.join(dirA, 'timeline'), '-t', path.join(dirB, 'timeline'), '-b', '0', '-e', 'now', '-f', 'tcp', '--pcapng', '-o', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const ifaces = execFileSync('tshark', ['-r', out, '-T', 'fields', '-e', 'frame.interface_name'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    assert.deepEqual(new Set(ifaces.trim().split('\n')), new Set([path.join(dirA, 'timeline'), path.join(dirB, 'timeline')]));
+    assert.match(execFileSync('capinfos', ['-a', '-e', '-c', out], { encoding: 'utf8' }), /Number of packets/);
+    const asPcap = parsePcap(execFileSync('tcpdump', ['--time-stamp-precision=nano', '-r', out, '-w', '-'], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'ignore'] })).records;
+    assertSameRecords(asPcap, await expectedExtraction([dirA, dirB], 'tcp', 0n, 1n << 62n));
+    const comment = execFileSync('tshark', ['-r', out, '-c', '1', '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    void comment;
+  });
+
+  test('-N and -P split the output into numbered files that add up to the whole', async () => {
+    for (const split of [['-N', '100'], ['-P', '1']]) {
+      const prefix = path.join(work, `split${split[0]}`);
+      const r = await runTool('npcapextract', ['-t', path.join(dirA, 'timeline'), '-b', '0', '-e', 'now', ...split, '-o', `${prefix}.pcap`]);
+      assert.equal(r.code, 0, r.stderr);
+      const parts = fs.readdirSync(work).filter((f) => f.startsWith(path.basename(prefix) + '-')).sort();
+      // The test set is under 1 MB: -P 1 gives one part, -N 100 several.
+      assert.ok(parts.length >= (split[0] === '-N' ? 2 : 1), `${split.join(' ')}: ${parts.join(' ')}`);
+      for (const f of parts) assert.ok(fs.statSync(path.join(work, f)).size <= 2 ** 20 + 65536);
+      const records = parts.flatMap((f) => parsePcap(fs.readFileSync(path.join(work, f))).records);
+      assertSameRecords(records, await expectedExtraction([dirA], '', 0n, 1n << 62n));
+      if (split[0] === '-N') assert.ok(parts.every((f) => parsePcap(fs.readFileSync(path.join(work, f))).records.length <= 100));
+    }
+  });
+
   test('a corrupted index is scanned instead, with a warning: slower, never wrong', async () => {
     const dir = await record('corrupt', ['android.pcap']);
     const idx = publishedFiles(dir)[1]! + '.idx';
@@ -176,6 +205,5 @@ describe('extraction equals tcpdump', () => {
       answers.push(r.records.length);
     }
     assert.ok(answers.every((a) => a === answers[0] && a > 0), answers.join(' '));
-    void execFileSync;
   });
 });
