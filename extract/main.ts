@@ -8,7 +8,8 @@ import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
 import { IndexView, readIndexFile } from '../recorder/index-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
-import { FilePlan, FlowTest, planFile } from './plan';
+import { FlowTable, formatJsonLines, formatTable } from './flows';
+import { coalesce, FilePlan, FlowTest, planFile } from './plan';
 import { ByteRange, Packet, readRanges, ReadStats } from './read';
 import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
 
@@ -30,6 +31,8 @@ interface Flags {
   pcapng: boolean;
   list: boolean;
   explain: boolean;
+  flows: boolean;
+  json: boolean;
   empty: boolean;
   localTime: boolean;
 }
@@ -55,6 +58,8 @@ function parseArgs(argv: string[]): Flags {
     .option('--pcapng', 'write pcapng, one interface per timeline and link type', false)
     .option('-l, --list', 'list the files that would be read, and stop', false)
     .option('--explain', 'print on stderr what the index saved', false)
+    .option('--flows', 'list the matching connections instead of writing packets', false)
+    .option('-j, --json', 'with --flows: JSON lines instead of a table', false)
     .option('-0, --empty', 'write an empty pcap when nothing matches', false)
     .option('--local-time', 'times without a zone are local time (default UTC)', false)
     .addHelpText(
@@ -105,7 +110,7 @@ async function main(): Promise<number> {
   if (endNs <= beginNs) throw new CliError(`empty range: end ${formatNs(endNs)} is not after begin ${formatNs(beginNs)}`, ExtractExit.range);
 
   const target = flags.stdout ? '-' : flags.output;
-  if (!target && !flags.list) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);
+  if (!target && !flags.list && !flags.flows) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);
   if (target && target !== '-') {
     try {
       fs.accessSync(path.dirname(path.resolve(target)), fs.constants.W_OK);
@@ -164,6 +169,7 @@ async function main(): Promise<number> {
     for (const p of toRead) process.stdout.write(`${p.o.file.pcap}\n`);
     return Exit.ok;
   }
+  if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, beginNs, endNs, flags.json, warn);
 
   if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
   const headers = toRead.map((p) => pcapHeader(p.o.file.pcap));
@@ -215,6 +221,36 @@ async function main(): Promise<number> {
   if (flags.explain) {
     process.stderr.write(`${NAME}: read ${stats.bytesRead} bytes in ${stats.reads} reads; wrote ${output.packets} packets\n`);
   }
+  return Exit.ok;
+}
+
+/** --flows: connections from the indexes, with packets read only where the index cannot be exact. */
+function listFlows(
+  files: OpenedFile[],
+  filterFor: (linktype: number, snaplen: number) => PacketFilter,
+  beginNs: bigint,
+  endNs: bigint,
+  json: boolean,
+  warn: (m: string) => void,
+): number {
+  const table = new FlowTable();
+  const stats: ReadStats = { bytesRead: 0, reads: 0 };
+  for (const { file, index } of files) {
+    if (!index) {
+      warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
+      continue;
+    }
+    const toRead = table.addIndex(index, beginNs, endNs, () => 'unknown');
+    if (!toRead.size) continue;
+    const header = pcapHeader(file.pcap);
+    const fd = fs.openSync(file.pcap, 'r');
+    const end = file.partial ? index.covered.end : fs.fstatSync(fd).size;
+    const reading = { fd, end, filter: filterFor(header.linktype, header.snaplen), beginNs, endNs, nano: header.nano, origin: 0 };
+    for (const p of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) table.countPacket(p, toRead);
+  }
+  const conns = table.connections();
+  process.stdout.write(json ? formatJsonLines(conns) : formatTable(conns));
+  if (table.flowsRead) process.stderr.write(`${NAME}: read the packets of ${table.flowsRead} flows the index could not decide (${stats.bytesRead} bytes)\n`);
   return Exit.ok;
 }
 

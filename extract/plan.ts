@@ -56,18 +56,29 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   if (flowsRead === 0) return { ...empty('skip-index'), flowsInRange };
   if (flowBytes > SEQUENTIAL_SHARE * timeBytes) return { ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' };
 
+  const ranges = coalesce(offsets, timeRanges);
+  const bytes = ranges.reduce((n, r) => n + r.stop - r.start, 0);
+  return { ranges, bytes, flowsRead, flowsInRange, how: 'flows' };
+}
+
+/**
+ * Record offsets (any order) as ranges to read: neighbours closer than
+ * COALESCE_GAP share one read; with `within`, offsets outside those sorted
+ * ranges (the time table's) are dropped.
+ */
+export function coalesce(offsets: number[], within?: readonly ByteRange[]): ByteRange[] {
   offsets.sort((a, b) => a - b);
   const ranges: ByteRange[] = [];
   let ti = 0;
   for (const o of offsets) {
-    // Keep only offsets inside the time table's ranges (both lists are sorted).
-    while (ti < timeRanges.length && timeRanges[ti]!.stop <= o) ti++;
-    if (ti === timeRanges.length) break;
-    if (o < timeRanges[ti]!.start) continue;
+    if (within) {
+      while (ti < within.length && within[ti]!.stop <= o) ti++;
+      if (ti === within.length) break;
+      if (o < within[ti]!.start) continue;
+    }
     const last = ranges[ranges.length - 1];
     if (last && o - last.stop < COALESCE_GAP) last.stop = o + 1;
     else ranges.push({ start: o, stop: o + 1 });
   }
-  const bytes = ranges.reduce((n, r) => n + r.stop - r.start, 0);
-  return { ranges, bytes, flowsRead, flowsInRange, how: 'flows' };
+  return ranges;
 }

@@ -135,6 +135,20 @@ describe('extraction equals tcpdump', () => {
     }
   });
 
+  test('--flows: connection totals equal what tcpdump counts', async () => {
+    for (const filter of ['', 'udp port 53', 'host 192.168.2.17', 'tcp[tcpflags] & tcp-syn != 0', 'vlan']) {
+      const r = await runTool('npcapextract', ['-t', path.join(dirA, 'timeline'), '-b', '0', '-e', 'now', '-f', filter, '--flows', '-j']);
+      assert.equal(r.code, 0, r.stderr);
+      const conns = r.stdout.trim() ? r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { packets: number; bytes: number; a: string; b: string; proto: string; vlan: number | null }) : [];
+      const expected = await expectedExtraction([dirA], filter, 0n, 1n << 62n);
+      assert.equal(conns.reduce((n, c) => n + c.packets, 0), expected.length, filter);
+      assert.equal(conns.reduce((n, c) => n + c.bytes, 0), expected.reduce((n, x) => n + x.caplen, 0), filter);
+      assert.equal(new Set(conns.map((c) => `${c.proto} ${c.vlan} ${c.a} ${c.b}`)).size, conns.length, 'each connection once');
+    }
+    const table = await runTool('npcapextract', ['-t', path.join(dirA, 'timeline'), '-b', '0', '-e', 'now', '-f', 'udp port 53', '--flows']);
+    assert.match(table.stdout.split('\n')[0]!, /^proto\s+endpoint\s+endpoint\s+vlan\s+first\s+last\s+packets\s+bytes$/);
+  });
+
   test('a corrupted index is scanned instead, with a warning: slower, never wrong', async () => {
     const dir = await record('corrupt', ['android.pcap']);
     const idx = publishedFiles(dir)[1]! + '.idx';

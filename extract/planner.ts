@@ -1,0 +1,342 @@
+// Three-valued evaluation of a filter expression (extract/expression.ts) on
+// the flows of an index, so that extraction can skip flows, and whole files,
+// for which libpcap would certainly reject every packet.
+//
+// The rule: 'false' only if libpcap rejects EVERY packet of the flow, 'true'
+// only if it accepts every one, otherwise 'unknown'. A wrong 'false' loses
+// packets; 'unknown' only costs reading them.
+//
+// How a flow is judged. All packets of an index flow share the fields the
+// index keeps (flags, ethertype, VLAN, protocol, addresses, ports and MACs);
+// they differ only in direction, A->B or B->A. So the expression is evaluated
+// twice, once per direction, with Kleene logic on the leaves, and the flow's
+// verdict is the common value of the two ('unknown' if they differ).
+//
+// Why a decided leaf is exact: each leaf mirrors the BPF code libpcap 1.10
+// generates for it (checked with tcpdump -d) and reads only fields the native
+// parser (native/parse.cc) saw at the same offsets libpcap loads from:
+//  - the link layer's protocol value: Ethernet type at offset 12 when the
+//    frame carries no VLAN tag (a tagged frame shows libpcap 0x8100/0x88a8/
+//    0x9100 there, so `ip`, `host`, `port`... are false on it unless the
+//    filter says `vlan`, and `vlan` makes the whole filter unknown), the SLL
+//    and SLL2 protocol field, the version nibble on raw IP;
+//  - the outer IPv4 header only when META_PLAIN says it sits right after
+//    that link header; the IPv6 addresses likewise, and the IPv6 next header
+//    only when PLAIN says no extension header came before the transport;
+//  - ports only with META_PORTS, i.e. the frame holds them.
+// BSD null/loop framing, other link types and anything unusual are 'unknown'.
+//
+// 'false' is robust to truncated packets: a load past the captured bytes makes
+// libpcap reject the packet, which only adds rejections. 'true' is not, since
+// the filter might read bytes a short packet lacks; so 'true' is given only
+// when every leaf of the expression was decided for the flow (a decided leaf
+// reads only bytes the index proves present).
+import { Dir, ETHERTYPE_ARP, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_RARP, Expr, Leaf, leaves } from './expression';
+import type { FlowView, IndexView } from '../recorder/index-file';
+import { META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN } from '../recorder/packet-meta';
+
+export type Tri = 'true' | 'false' | 'unknown';
+
+const LINKTYPE_NULL = 0;
+const LINKTYPE_ETHERNET = 1;
+const LINKTYPE_RAW_OLD = 12; // DLT_RAW on Linux; tcpdump reads it as raw IP
+const LINKTYPE_RAW = 101;
+const LINKTYPE_LOOP = 108;
+const LINKTYPE_LINUX_SLL = 113;
+const LINKTYPE_IPV4 = 228;
+const LINKTYPE_IPV6 = 229;
+const LINKTYPE_LINUX_SLL2 = 276;
+
+/** Stand-in for a tag's TPID at the Ethernet type offset: equal to none of the values a leaf compares with. */
+const TAGGED = -1;
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+const IPPROTO_SCTP = 132;
+const IPPROTO_FRAGMENT = 44;
+
+/** What libpcap would see in every packet of a flow, as far as the index can tell. */
+interface Facts {
+  /** The value libpcap's link-type test compares (ethertype-like), or undefined when not certain. */
+  llProto: number | undefined;
+  /** The outer IPv4 header is where libpcap reads it: addresses, protocol and fragment offset are exact. */
+  v4: boolean;
+  /** The IPv6 addresses are where libpcap reads them. */
+  v6: boolean;
+  /** IPv4 protocol, or the IPv6 fixed header's next header (plain IPv6 only). */
+  proto: number | undefined;
+  /** IPv4 fragment with a non-zero offset. */
+  fragment: boolean;
+  ports: boolean;
+  macs: boolean;
+  /** Endpoint A then B: IPv4 as a number, IPv6 bytes, port, MAC bytes. */
+  ip4: [number, number];
+  ip6: [Uint8Array | undefined, Uint8Array | undefined];
+  port: [number, number];
+  mac: [Uint8Array | undefined, Uint8Array | undefined];
+}
+
+function macBytes(s: string | undefined): Uint8Array | undefined {
+  return s === undefined ? undefined : Uint8Array.from(s.split(':'), (h) => parseInt(h, 16));
+}
+
+function facts(flow: FlowView, linktype: number): Facts {
+  const fl = flow.flags;
+  let ll: number | undefined;
+  switch (linktype) {
+    case LINKTYPE_ETHERNET:
+      // MAC: the frame holds the 14-byte header. Untagged, the flow's ethertype is the type field itself.
+      if (fl & META_MAC) ll = fl & META_VLAN ? TAGGED : flow.ethertype;
+      break;
+    case LINKTYPE_LINUX_SLL:
+    case LINKTYPE_LINUX_SLL2:
+      // Set from the protocol field when the header is complete; 0 also stands for "too short".
+      if (flow.ethertype !== 0) ll = flow.ethertype;
+      break;
+    case LINKTYPE_RAW:
+    case LINKTYPE_RAW_OLD:
+      // libpcap tests the version nibble, which the parser checked.
+      if (fl & META_IPV4) ll = ETHERTYPE_IP;
+      else if (fl & META_IPV6) ll = ETHERTYPE_IPV6;
+      break;
+    case LINKTYPE_IPV4:
+      // Every packet is IPv4 to libpcap; one that parsed as IPv6 is left unknown.
+      if (fl & META_IPV4) ll = ETHERTYPE_IP;
+      break;
+    case LINKTYPE_IPV6:
+      if (fl & META_IPV6) ll = ETHERTYPE_IPV6;
+      break;
+    case LINKTYPE_NULL:
+    case LINKTYPE_LOOP:
+    default:
+      break; // the family field differs between systems; never decided
+  }
+  const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0;
+  const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0;
+  const plain6 = v6 && (fl & META_PLAIN) !== 0;
+  const num = (b: Uint8Array | undefined): number => (b ? ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0 : 0);
+  return {
+    llProto: ll,
+    v4,
+    v6,
+    proto: v4 || plain6 ? flow.ipproto : undefined,
+    fragment: (fl & META_FRAGMENT) !== 0,
+    ports: (fl & META_PORTS) !== 0 && flow.portA !== undefined && flow.portB !== undefined,
+    macs: linktype === LINKTYPE_ETHERNET && (fl & META_MAC) !== 0 && flow.macA !== undefined && flow.macB !== undefined,
+    ip4: v4 ? [num(flow.addrABytes), num(flow.addrBBytes)] : [0, 0],
+    ip6: v6 ? [flow.addrABytes, flow.addrBBytes] : [undefined, undefined],
+    port: [flow.portA ?? 0, flow.portB ?? 0],
+    mac: [macBytes(flow.macA), macBytes(flow.macB)],
+  };
+}
+
+const T: Tri = 'true';
+const F: Tri = 'false';
+const U: Tri = 'unknown';
+const tri = (b: boolean): Tri => (b ? T : F);
+
+function and(a: Tri, b: Tri): Tri {
+  if (a === F || b === F) return F;
+  return a === T && b === T ? T : U;
+}
+function or(a: Tri, b: Tri): Tri {
+  if (a === T || b === T) return T;
+  return a === F && b === F ? F : U;
+}
+function not(a: Tri): Tri {
+  return a === T ? F : a === F ? T : U;
+}
+
+/** The packet's source is endpoint `s` (0 = A, 1 = B), its destination the other. */
+function direction(dir: Dir, s: number, test: (endpoint: number) => boolean): boolean {
+  switch (dir) {
+    case 'src': return test(s);
+    case 'dst': return test(1 - s);
+    case 'either': return test(s) || test(1 - s);
+    case 'both': return test(s) && test(1 - s);
+  }
+}
+
+function sameMasked6(a: Uint8Array | undefined, want: Uint8Array, prefix: number): boolean {
+  if (!a) return false;
+  for (let b = 0; b < 16; b++) {
+    const bits = Math.max(0, Math.min(8, prefix - 8 * b));
+    const m = (0xff << (8 - bits)) & 0xff;
+    if ((a[b] & m) !== want[b]) return false;
+  }
+  return true;
+}
+
+function sameMac(a: Uint8Array | undefined, want: Uint8Array): boolean {
+  return a !== undefined && a.every((x, k) => x === want[k]);
+}
+
+/** One leaf for packets whose source is endpoint `s`. */
+function leaf(e: Leaf, f: Facts, s: number): Tri {
+  const ll = f.llProto;
+  switch (e.kind) {
+    case 'all':
+      return T;
+    case 'unknown':
+      return U;
+    case 'link':
+      return ll === undefined ? U : tri(ll === e.ethertype);
+    case 'ipv4': {
+      // libpcap: `host`/`net` test IPv4, ARP and RARP addresses; `ip host` IPv4 only.
+      if (ll === undefined) return U;
+      const arpLike = ll === ETHERTYPE_ARP || ll === ETHERTYPE_RARP;
+      const wanted =
+        e.proto === 'any' ? ll === ETHERTYPE_IP || arpLike
+        : e.proto === 'ip' ? ll === ETHERTYPE_IP
+        : e.proto === 'arp' ? ll === ETHERTYPE_ARP
+        : ll === ETHERTYPE_RARP;
+      if (!wanted) return F;
+      if (arpLike || !f.v4) return U; // ARP addresses are not in the index
+      return tri(direction(e.dir, s, (k) => ((f.ip4[k] & e.mask) >>> 0) === e.addr));
+    }
+    case 'ipv6':
+      if (ll === undefined) return U;
+      if (ll !== ETHERTYPE_IPV6) return F;
+      if (!f.v6) return U;
+      return tri(direction(e.dir, s, (k) => sameMasked6(f.ip6[k], e.addr, e.prefix)));
+    case 'mac':
+      return f.macs ? tri(direction(e.dir, s, (k) => sameMac(f.mac[k], e.addr))) : U;
+    case 'port': {
+      // libpcap: (IPv4, protocol in the set, fragment offset 0, port) or (IPv6, fixed next header in the set, port).
+      if (ll === undefined) return U;
+      if (ll !== ETHERTYPE_IP && ll !== ETHERTYPE_IPV6) return F;
+      if (f.proto === undefined) return U;
+      const set = e.proto === 'tcp' ? [IPPROTO_TCP] : e.proto === 'udp' ? [IPPROTO_UDP] : e.proto === 'sctp' ? [IPPROTO_SCTP]
+        : [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP];
+      if (!set.includes(f.proto)) return F;
+      if (ll === ETHERTYPE_IP && f.fragment) return F;
+      if (!f.ports) return U; // the header is cut short: libpcap's load fails
+      return tri(direction(e.dir, s, (k) => f.port[k] >= e.low && f.port[k] <= e.high));
+    }
+    case 'proto': {
+      const v4 = (): Tri => (ll === undefined ? U : ll !== ETHERTYPE_IP ? F : f.v4 ? tri(f.proto === e.proto) : U);
+      const v6 = (): Tri => {
+        if (ll === undefined) return U;
+        if (ll !== ETHERTYPE_IPV6) return F;
+        // libpcap also looks behind a fragment header (next header 44); a plain
+        // flow has one only when the packet was too short to follow it.
+        if (f.proto === undefined || f.proto === IPPROTO_FRAGMENT) return U;
+        return tri(f.proto === e.proto);
+      };
+      return e.layer === 'ip' ? v4() : e.layer === 'ip6' ? v6() : or(v4(), v6());
+    }
+  }
+}
+
+function evaluate(e: Expr, f: Facts, s: number, seen: { unknown: boolean }): Tri {
+  switch (e.kind) {
+    case 'and':
+      return and(evaluate(e.left, f, s, seen), evaluate(e.right, f, s, seen));
+    case 'or':
+      return or(evaluate(e.left, f, s, seen), evaluate(e.right, f, s, seen));
+    case 'not':
+      return not(evaluate(e.operand, f, s, seen));
+    default: {
+      const v = leaf(e, f, s);
+      if (v === U) seen.unknown = true;
+      return v;
+    }
+  }
+}
+
+/** The verdict for every packet of `flow` in a file of this linktype (the index header's). */
+export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
+  const f = facts(flow, linktype);
+  const seen = { unknown: false };
+  const ab = evaluate(expr, f, 0, seen);
+  if (ab === U) return U;
+  const ba = evaluate(expr, f, 1, seen);
+  if (ab !== ba) return U;
+  return ab === T && seen.unknown ? U : ab;
+}
+
+export interface IndexPlan {
+  /** Per flow of the index, in flow order. */
+  verdicts: Tri[];
+  counts: Record<Tri, number>;
+  /** Packets of the flows that may match ('true' or 'unknown'). */
+  candidatePackets: number;
+}
+
+/** planFlow over a whole index; a file whose flows are all 'false' need not be opened. */
+export function planIndex(expr: Expr, index: IndexView): IndexPlan {
+  const counts: Record<Tri, number> = { true: 0, false: 0, unknown: 0 };
+  const verdicts: Tri[] = [];
+  let candidatePackets = 0;
+  for (const flow of index.flows()) {
+    const v = planFlow(expr, flow, index.linktype);
+    verdicts.push(v);
+    counts[v]++;
+    if (v !== F) candidatePackets += flow.packets;
+  }
+  return { verdicts, counts, candidatePackets };
+}
+
+export interface PlanPart {
+  text: string;
+  /** The index can decide this primitive (on flows with plain headers). */
+  decided: boolean;
+  note: string;
+}
+
+export interface PlanDescription {
+  parts: PlanPart[];
+  /** Some flows can be skipped (false) using the index alone; if not, planning is pointless. */
+  canSkip: boolean;
+  /** Human-readable lines for --explain. */
+  lines: string[];
+}
+
+const NOTES: Record<Exclude<Leaf['kind'], 'unknown'>, string> = {
+  all: 'empty filter: every packet',
+  link: 'link-layer protocol',
+  ipv4: 'IPv4 address (ARP/RARP flows left to libpcap)',
+  ipv6: 'IPv6 address',
+  mac: 'Ethernet address (Ethernet link type only)',
+  port: 'transport port',
+  proto: 'IP protocol',
+};
+
+/** What the index can decide in `expr`, for --explain. */
+export function describePlan(expr: Expr): PlanDescription {
+  const parts = leaves(expr).map((l): PlanPart =>
+    l.kind === 'unknown'
+      ? { text: l.text, decided: false, note: `libpcap only: ${l.reason}` }
+      : { text: l.kind === 'all' ? '(empty)' : l.text, decided: true, note: NOTES[l.kind] });
+  // Could the expression come out 'false' with its decided leaves free and the others unknown?
+  const reach = (e: Expr): { f: boolean; t: boolean } => {
+    switch (e.kind) {
+      case 'and': {
+        const l = reach(e.left), r = reach(e.right);
+        return { f: l.f || r.f, t: l.t && r.t };
+      }
+      case 'or': {
+        const l = reach(e.left), r = reach(e.right);
+        return { f: l.f && r.f, t: l.t || r.t };
+      }
+      case 'not': {
+        const o = reach(e.operand);
+        return { f: o.t, t: o.f };
+      }
+      case 'unknown':
+        return { f: false, t: false };
+      case 'all':
+        return { f: false, t: true };
+      default:
+        return { f: true, t: true };
+    }
+  };
+  const canSkip = reach(expr).f;
+  const lines = [
+    canSkip
+      ? 'index: skips the flows for which the filter is certainly false; libpcap decides every packet read'
+      : 'index: cannot rule out any flow for this filter; every packet in the time range is read and libpcap decides',
+    ...parts.map((p) => `  ${p.decided ? 'index  ' : 'libpcap'}  ${p.text}  (${p.note})`),
+  ];
+  return { parts, canSkip, lines };
+}
