@@ -8,6 +8,7 @@ import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
 import { IndexView, readIndexFile } from '../recorder/index-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
+import { Progress } from './progress';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
 import { coalesce, FilePlan, FlowTest, planFile } from './plan';
 import { ByteRange, Packet, readRanges, ReadStats } from './read';
@@ -196,6 +197,7 @@ async function main(): Promise<number> {
   });
 
   const sources: Source[] = [];
+  let filesOpened = 0;
   for (const [i, p] of toRead.entries()) {
     const { file, index } = p.o;
     const header = headers[i]!;
@@ -205,6 +207,7 @@ async function main(): Promise<number> {
     const read = (): Iterator<Packet> => {
       // Opened only when the merge reaches the file: the files not needed are never opened.
       const fd = fs.openSync(file.pcap, 'r');
+      filesOpened++;
       const gen = readRanges({ fd, end, filter, beginNs, endNs, nano: header.nano, origin: fileOrigins[i]! }, ranges, stats);
       return closeAfter(gen, fd);
     };
@@ -216,7 +219,13 @@ async function main(): Promise<number> {
     }
   }
 
-  for (const packet of mergeByTime(sources)) await output.write(packet);
+  const totalBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fs.statSync(p.o.file.pcap).size), 0);
+  const progress = new Progress(stats, totalBytes, toRead.length);
+  for (const packet of mergeByTime(sources)) {
+    await output.write(packet);
+    progress.tick(filesOpened);
+  }
+  progress.done();
   await output.close(flags.empty);
   if (flags.explain) {
     process.stderr.write(`${NAME}: read ${stats.bytesRead} bytes in ${stats.reads} reads; wrote ${output.packets} packets\n`);
