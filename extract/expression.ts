@@ -77,10 +77,13 @@ export function parseFilter(text: string, opts: ParseOptions = {}): Expr {
   for (const t of toks) {
     if (t.t === 'kw' && WHOLE_UNKNOWN.has(t.v)) return whole(`'${t.v}' changes how libpcap reads the rest of the expression`);
   }
-  const p = new Parser(toks, text, opts.names ?? systemNames());
-  const r = p.expr(0, QERR);
-  if (!r || r.end !== toks.length) return whole('not understood (libpcap decides)');
-  return r.node;
+  try {
+    const r = new Parser(toks, text, opts.names ?? systemNames()).expr(0, QERR);
+    if (r && r.end === toks.length) return r.node;
+  } catch {
+    // fall through: a parser defect must cost speed, never a wrong answer
+  }
+  return whole('not understood (libpcap decides)');
 }
 
 /** A compact prefix rendering, for tests and --explain: `(and (host 1.2.3.4) (not (tcp port 80)))`. */
@@ -694,7 +697,9 @@ class Parser {
         let proto: 'any' | 'tcp' | 'udp' | 'sctp' | undefined = want;
         if (want === 'any') proto = found.proto;
         else if (found.proto !== 'any' && found.proto !== want) proto = undefined;
-        return this.portLeaf(q, proto, found.port, found.port, literal);
+        // Spell out the resolution for --explain: `port http` is `tcp port 80`.
+        const seen = `${literal} (= ${proto && proto !== 'any' ? `${proto} ` : ''}port ${found.port})`;
+        return this.portLeaf(q, proto, found.port, found.port, seen);
       }
       case 'portrange': {
         const m = /^(0|[1-9][0-9]{0,5})-(0|[1-9][0-9]{0,5})$/.exec(s);

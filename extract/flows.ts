@@ -4,11 +4,12 @@
 // other flow that may match has its packets read and judged by libpcap, so
 // the totals are exact either way.
 import { FlowView, IndexView } from '../recorder/index-file';
+import { Tri } from './planner';
 import { formatNs } from './time';
 import { Packet } from './read';
 
 /** The planner's answer for a flow. */
-export type Verdict = 'true' | 'false' | 'unknown';
+export type Verdict = Tri;
 
 export interface Connection {
   proto: string;

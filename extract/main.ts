@@ -5,11 +5,13 @@ import path from 'node:path';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
-import { IndexView, readIndexFile } from '../recorder/index-file';
+import { FlowView, IndexView, readIndexFile } from '../recorder/index-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
 import { Progress } from './progress';
-import { FlowTable, formatJsonLines, formatTable } from './flows';
+import { parseFilter } from './expression';
+import { FlowTable, formatJsonLines, formatTable, Verdict } from './flows';
+import { describePlan, planFlow } from './planner';
 import { coalesce, FilePlan, FlowTest, planFile } from './plan';
 import { ByteRange, Packet, readRanges, ReadStats } from './read';
 import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
@@ -150,27 +152,38 @@ async function main(): Promise<number> {
     for (const file of files) opened.push({ file, timeline: t, index: openIndex(file, warn) });
   });
 
-  const mayMatch: FlowTest | undefined = undefined;
+  // The index narrows where to read; a flow is passed over only when the
+  // planner is certain that libpcap would reject every packet of it.
+  const expr = parseFilter(filterText);
+  const described = describePlan(expr);
+  const mayMatch = (index: IndexView): FlowTest | undefined =>
+    described.canSkip ? (flow) => planFlow(expr, flow, index.linktype) !== 'false' : undefined;
   const stats: ReadStats = { bytesRead: 0, reads: 0 };
   const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({
     o,
-    plan: o.index ? planFile(o.index, beginNs, endNs, mayMatch) : undefined,
+    plan: o.index ? planFile(o.index, beginNs, endNs, mayMatch(o.index)) : undefined,
   }));
   const toRead = planned.filter((p) => !p.plan || p.plan.ranges.length > 0);
 
   if (flags.explain) {
     const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
+    const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
+    const fileBytes = planned.reduce((n, p) => n + fs.statSync(p.o.file.pcap).size, 0);
+    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fs.statSync(p.o.file.pcap).size), 0);
     process.stderr.write(
       `${NAME}: range ${formatNs(beginNs)} - ${formatNs(endNs)}, filter '${filterText}'\n` +
+        described.lines.map((l) => `${NAME}: ${l}\n`).join('') +
         `${NAME}: files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
-        `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}\n`,
+        `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}\n` +
+        `${NAME}: flows in range ${sum((p) => p.flowsInRange)}, flows that may match ${sum((p) => p.flowsRead)}; ` +
+        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)\n`,
     );
   }
   if (flags.list) {
     for (const p of toRead) process.stdout.write(`${p.o.file.pcap}\n`);
     return Exit.ok;
   }
-  if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, beginNs, endNs, flags.json, warn);
+  if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, (f, linktype) => planFlow(expr, f, linktype), beginNs, endNs, flags.json, warn);
 
   if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
   const headers = toRead.map((p) => pcapHeader(p.o.file.pcap));
@@ -237,6 +250,7 @@ async function main(): Promise<number> {
 function listFlows(
   files: OpenedFile[],
   filterFor: (linktype: number, snaplen: number) => PacketFilter,
+  verdict: (flow: FlowView, linktype: number) => Verdict,
   beginNs: bigint,
   endNs: bigint,
   json: boolean,
@@ -249,7 +263,7 @@ function listFlows(
       warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
       continue;
     }
-    const toRead = table.addIndex(index, beginNs, endNs, () => 'unknown');
+    const toRead = table.addIndex(index, beginNs, endNs, (flow) => verdict(flow, index.linktype));
     if (!toRead.size) continue;
     const header = pcapHeader(file.pcap);
     const fd = fs.openSync(file.pcap, 'r');

@@ -69,18 +69,22 @@ interface Facts {
   fragment: boolean;
   ports: boolean;
   macs: boolean;
-  /** Endpoint A then B: IPv4 as a number, IPv6 bytes, port, MAC bytes. */
+  /** Endpoint A then B: IPv4 as a number, IPv6 bytes, port, MAC as a number. */
   ip4: [number, number];
   ip6: [Uint8Array | undefined, Uint8Array | undefined];
   port: [number, number];
-  mac: [Uint8Array | undefined, Uint8Array | undefined];
+  mac: [number | undefined, number | undefined];
 }
 
-function macBytes(s: string | undefined): Uint8Array | undefined {
-  return s === undefined ? undefined : Uint8Array.from(s.split(':'), (h) => parseInt(h, 16));
+/** A MAC as a 48-bit number (exact in a double), from the index's text or the filter's bytes. */
+function macNumber(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const hex = s.replace(/:/g, '');
+  return /^[0-9a-fA-F]{12}$/.test(hex) ? parseInt(hex, 16) : undefined;
 }
+const macOf = (b: Uint8Array): number => b.reduce((v, x) => v * 256 + x, 0);
 
-function facts(flow: FlowView, linktype: number): Facts {
+function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
   const fl = flow.flags;
   let ll: number | undefined;
   switch (linktype) {
@@ -111,8 +115,9 @@ function facts(flow: FlowView, linktype: number): Facts {
     default:
       break; // the family field differs between systems; never decided
   }
-  const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0;
-  const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0;
+  const sized = (n: number): boolean => flow.addrABytes?.length === n && flow.addrBBytes?.length === n;
+  const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0 && sized(4);
+  const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0 && sized(16);
   const plain6 = v6 && (fl & META_PLAIN) !== 0;
   const num = (b: Uint8Array | undefined): number => (b ? ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0 : 0);
   return {
@@ -126,7 +131,7 @@ function facts(flow: FlowView, linktype: number): Facts {
     ip4: v4 ? [num(flow.addrABytes), num(flow.addrBBytes)] : [0, 0],
     ip6: v6 ? [flow.addrABytes, flow.addrBBytes] : [undefined, undefined],
     port: [flow.portA ?? 0, flow.portB ?? 0],
-    mac: [macBytes(flow.macA), macBytes(flow.macB)],
+    mac: needMacs ? [macNumber(flow.macA), macNumber(flow.macB)] : [undefined, undefined],
   };
 }
 
@@ -167,10 +172,6 @@ function sameMasked6(a: Uint8Array | undefined, want: Uint8Array, prefix: number
   return true;
 }
 
-function sameMac(a: Uint8Array | undefined, want: Uint8Array): boolean {
-  return a !== undefined && a.every((x, k) => x === want[k]);
-}
-
 /** One leaf for packets whose source is endpoint `s`. */
 function leaf(e: Leaf, f: Facts, s: number): Tri {
   const ll = f.llProto;
@@ -199,16 +200,20 @@ function leaf(e: Leaf, f: Facts, s: number): Tri {
       if (ll !== ETHERTYPE_IPV6) return F;
       if (!f.v6) return U;
       return tri(direction(e.dir, s, (k) => sameMasked6(f.ip6[k], e.addr, e.prefix)));
-    case 'mac':
-      return f.macs ? tri(direction(e.dir, s, (k) => sameMac(f.mac[k], e.addr))) : U;
+    case 'mac': {
+      if (!f.macs || f.mac[0] === undefined || f.mac[1] === undefined) return U;
+      const want = macOf(e.addr);
+      return tri(direction(e.dir, s, (k) => f.mac[k] === want));
+    }
     case 'port': {
       // libpcap: (IPv4, protocol in the set, fragment offset 0, port) or (IPv6, fixed next header in the set, port).
       if (ll === undefined) return U;
       if (ll !== ETHERTYPE_IP && ll !== ETHERTYPE_IPV6) return F;
       if (f.proto === undefined) return U;
-      const set = e.proto === 'tcp' ? [IPPROTO_TCP] : e.proto === 'udp' ? [IPPROTO_UDP] : e.proto === 'sctp' ? [IPPROTO_SCTP]
-        : [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP];
-      if (!set.includes(f.proto)) return F;
+      const p = f.proto;
+      const inSet = e.proto === 'tcp' ? p === IPPROTO_TCP : e.proto === 'udp' ? p === IPPROTO_UDP
+        : e.proto === 'sctp' ? p === IPPROTO_SCTP : p === IPPROTO_TCP || p === IPPROTO_UDP || p === IPPROTO_SCTP;
+      if (!inSet) return F;
       if (ll === ETHERTYPE_IP && f.fragment) return F;
       if (!f.ports) return U; // the header is cut short: libpcap's load fails
       return tri(direction(e.dir, s, (k) => f.port[k] >= e.low && f.port[k] <= e.high));
@@ -244,9 +249,14 @@ function evaluate(e: Expr, f: Facts, s: number, seen: { unknown: boolean }): Tri
   }
 }
 
+/** Whether an expression tests MACs (parsing them per flow is the costliest part of facts()). */
+const macUse = new WeakMap<Expr, boolean>();
+
 /** The verdict for every packet of `flow` in a file of this linktype (the index header's). */
 export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
-  const f = facts(flow, linktype);
+  let needMacs = macUse.get(expr);
+  if (needMacs === undefined) macUse.set(expr, (needMacs = leaves(expr).some((l) => l.kind === 'mac')));
+  const f = facts(flow, linktype, needMacs);
   const seen = { unknown: false };
   const ab = evaluate(expr, f, 0, seen);
   if (ab === U) return U;
