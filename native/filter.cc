@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "filter.h"
+#include "parse.h"
 
 namespace n2d {
 namespace {
@@ -30,7 +31,7 @@ Filter::Filter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Filter>(info) 
   int linktype = info[1].As<Napi::Number>().Int32Value();
   int snaplen = info[2].As<Napi::Number>().Int32Value();
   if (expr.find_first_not_of(" \t\r\n") == std::string::npos) return;  // no filter: every packet
-  pcap_t* p = pcap_open_dead(linktype, snaplen > 0 ? snaplen : 262144);
+  pcap_t* p = pcap_open_dead(dlt_of_linktype(linktype), snaplen > 0 ? snaplen : 262144);
   if (pcap_compile(p, &prog_, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
     Napi::Error::New(env, pcap_geterr(p)).ThrowAsJavaScriptException();
     pcap_close(p);

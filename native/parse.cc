@@ -45,13 +45,13 @@ void parse_ipv6(const uint8_t* p, uint32_t len, PacketMeta& m, bool plain) {
   bool ext = false;
   for (int hops = 0; hops < 8; hops++) {
     if (nh == 0 || nh == 43 || nh == 60) {
+      ext = true;
       if (len < off + 8) break;
       nh = p[off];
       off += (uint32_t(p[off + 1]) + 1) * 8;
-      ext = true;
     } else if (nh == 44) {
-      if (len < off + 8) break;
       ext = true;
+      if (len < off + 8) break;
       uint16_t frag_off = be16(p + off + 2) >> 3;
       nh = p[off];
       off += 8;

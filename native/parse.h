@@ -22,6 +22,11 @@ enum : int {
   LT_LINUX_SLL2 = 276,
 };
 
+// libpcap's API speaks DLT_* values, files carry LINKTYPE_* values; they
+// differ for raw IP and ATM only (pcap-linktype(7)).
+inline int linktype_of_dlt(int dlt) { return dlt == 12 ? LT_RAW : dlt == 11 ? 100 : dlt; }
+inline int dlt_of_linktype(int linktype) { return linktype == LT_RAW ? 12 : linktype == 100 ? 11 : linktype; }
+
 // Leaves ts_ns, offset, caplen and wirelen to the caller.
 void parse_packet(int linktype, const uint8_t* p, uint32_t caplen, PacketMeta& m);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "parse.h"
 #include "source.h"
 
 namespace n2d {
@@ -42,7 +43,7 @@ class FileSource : public Source {
     return true;
   }
 
-  int linktype() const override { return pcap_datalink(p_); }
+  int linktype() const override { return linktype_of_dlt(pcap_datalink(p_)); }
   uint32_t snaplen() const override { return uint32_t(pcap_snapshot(p_)); }
   bool nano() const override { return nano_; }
   bool live() const override { return false; }

@@ -61,7 +61,7 @@ bool compile_filter(const std::string& iface, int linktype, const std::string& e
     pcap_close(p);
     p = nullptr;
   }
-  if (!p) p = pcap_open_dead(linktype, 262144);
+  if (!p) p = pcap_open_dead(dlt_of_linktype(linktype), 262144);
   int rc = pcap_compile(p, &prog, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN);
   if (rc < 0) err = std::string("bad capture filter: ") + pcap_geterr(p);
   pcap_close(p);
