@@ -56,6 +56,13 @@ function main(): void {
   for (const [addr, b] of [...talkers].sort((x, y) => y[1] - x[1]).slice(0, 10)) {
     console.log(`    ${addr.padEnd(40)} ${human(b)}`);
   }
+  const top = [...talkers].sort((x, y) => y[1] - x[1])[0]?.[0];
+  if (top) {
+    const args = ['-t', path.join(dumpDir, 'timeline'), '-b', '0', '-e', 'now', '-f', `host ${top}`, '--flows'];
+    console.log(`\nWhat ${top} talked to (npcapextract ${args.join(' ')}):`);
+    const flows = execFileSync(process.execPath, [path.join(root, 'bin', 'npcapextract.js'), ...args], { encoding: 'utf8' });
+    console.log(flows.split('\n').slice(0, 8).join('\n'));
+  }
   console.log(`Try: npx npcapprintindex -i ${files[0]}${INDEX_SUFFIX}`);
 }
 
