@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
-import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
+import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
 import { FlowView, IndexView, readIndexFile } from '../recorder/index-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
@@ -168,8 +168,8 @@ async function main(): Promise<number> {
   if (flags.explain) {
     const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
     const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
-    const fileBytes = planned.reduce((n, p) => n + fs.statSync(p.o.file.pcap).size, 0);
-    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fs.statSync(p.o.file.pcap).size), 0);
+    const fileBytes = planned.reduce((n, p) => n + fileInfo(p.o).end, 0);
+    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fileInfo(p.o).end), 0);
     process.stderr.write(
       `${NAME}: range ${formatNs(beginNs)} - ${formatNs(endNs)}, filter '${filterText}'\n` +
         described.lines.map((l) => `${NAME}: ${l}\n`).join('') +
@@ -186,7 +186,7 @@ async function main(): Promise<number> {
   if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, (f, linktype) => planFlow(expr, f, linktype), beginNs, endNs, flags.json, warn);
 
   if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
-  const headers = toRead.map((p) => pcapHeader(p.o.file.pcap));
+  const headers = toRead.map((p) => fileInfo(p.o));
   // One origin per timeline and link type: a pcapng interface each; a pcap
   // holds only one link type.
   const origins: Origin[] = [];
@@ -215,11 +215,11 @@ async function main(): Promise<number> {
     const { file, index } = p.o;
     const header = headers[i]!;
     const filter = filterFor(header.linktype, header.snaplen);
-    const end = file.partial && index ? index.covered.end : fs.statSync(file.pcap).size;
+    const end = header.end;
     const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: end }];
     const read = (): Iterator<Packet> => {
       // Opened only when the merge reaches the file: the files not needed are never opened.
-      const fd = fs.openSync(file.pcap, 'r');
+      const fd = openDumpFile(file);
       filesOpened++;
       const gen = readRanges({ fd, end, filter, beginNs, endNs, nano: header.nano, origin: fileOrigins[i]! }, ranges, stats);
       return closeAfter(gen, fd);
@@ -232,7 +232,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const totalBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fs.statSync(p.o.file.pcap).size), 0);
+  const totalBytes = toRead.reduce((n, p, i) => n + (p.plan ? p.plan.bytes : headers[i]!.end), 0);
   const progress = new Progress(stats, totalBytes, toRead.length);
   for (const packet of mergeByTime(sources)) {
     await output.write(packet);
@@ -265,9 +265,9 @@ function listFlows(
     }
     const toRead = table.addIndex(index, beginNs, endNs, (flow) => verdict(flow, index.linktype));
     if (!toRead.size) continue;
-    const header = pcapHeader(file.pcap);
-    const fd = fs.openSync(file.pcap, 'r');
-    const end = file.partial ? index.covered.end : fs.fstatSync(fd).size;
+    const header = fileInfo({ file, index, timeline: 0 });
+    const fd = openDumpFile(file);
+    const end = header.end;
     const reading = { fd, end, filter: filterFor(header.linktype, header.snaplen), beginNs, endNs, nano: header.nano, origin: 0 };
     for (const p of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) table.countPacket(p, toRead);
   }
@@ -285,15 +285,25 @@ function* closeAfter(gen: Generator<Packet>, fd: number): Generator<Packet> {
   }
 }
 
-/** The few header fields extraction needs, read from the pcap itself. */
-function pcapHeader(file: string): { linktype: number; snaplen: number; nano: boolean } {
-  const fd = fs.openSync(file, 'r');
+interface FileInfo {
+  linktype: number;
+  snaplen: number;
+  nano: boolean;
+  /** Where reading stops: the end of the file, or of what the index of a file being written covers. */
+  end: number;
+}
+
+/** What reading a file needs: from its index, or else from the pcap header. */
+function fileInfo(o: OpenedFile): FileInfo {
+  const { index, file } = o;
+  if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
+  const fd = openDumpFile(file);
   try {
     const h = Buffer.alloc(24);
-    if (fs.readSync(fd, h, 0, 24, 0) !== 24) throw new CliError(`${file}: not a pcap file (too short)`, Exit.failure);
+    if (fs.readSync(fd, h, 0, 24, 0) !== 24) throw new CliError(`${file.pcap}: not a pcap file (too short)`, Exit.failure);
     const magic = h.readUInt32LE(0);
-    if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new CliError(`${file}: not a pcap file written by n2disk-ts`, Exit.failure);
-    return { linktype: h.readUInt32LE(20) & 0x03ffffff, snaplen: h.readUInt32LE(16), nano: magic === 0xa1b23c4d };
+    if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new CliError(`${file.pcap}: not a pcap file written by n2disk-ts`, Exit.failure);
+    return { linktype: h.readUInt32LE(20) & 0x03ffffff, snaplen: h.readUInt32LE(16), nano: magic === 0xa1b23c4d, end: fs.fstatSync(fd).size };
   } finally {
     fs.closeSync(fd);
   }

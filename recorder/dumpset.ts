@@ -265,3 +265,22 @@ export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint,
   // Storage order, which is also the order of ties in extraction's output.
   return [...found.values()].sort((a, b) => byFirstPacket(path.basename(a.pcap), path.basename(b.pcap)));
 }
+
+/**
+ * Opens a dump file for reading. A file being written may be published
+ * (renamed) between listing and opening; its bytes are the same under the
+ * final name, which is then opened instead.
+ */
+export function openDumpFile(file: DumpFile): number {
+  try {
+    return fs.openSync(file.pcap, 'r');
+  } catch (err) {
+    if (!file.partial || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const storage = path.dirname(file.pcap);
+    const base = path.basename(file.pcap).slice(0, -('.pcap' + PART_SUFFIX).length);
+    const published = listStorageFiles(storage).filter((f) => path.basename(f) === `${base}.pcap` || path.basename(f).startsWith(`${base}_`));
+    if (!published.length) throw err;
+    // The newest of the candidates is the one just published.
+    return fs.openSync(published[published.length - 1]!, 'r');
+  }
+}
