@@ -169,13 +169,19 @@ class Recorder : public Napi::ObjectWrap<Recorder> {
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint64_t interval = pipeline_->take_drops();
-    dropped_ += interval;
     Napi::Object o = Napi::Object::New(env);
     o.Set("packets", double(pipeline_->packets()));
     o.Set("bytes", double(pipeline_->bytes()));
-    o.Set("dropped", double(dropped_));
-    o.Set("droppedInterval", double(interval));
+    o.Set("dropped", double(pipeline_->dropped()));
+    auto intervals = pipeline_->take_drop_intervals();
+    Napi::Array list = Napi::Array::New(env, intervals.size());
+    for (size_t i = 0; i < intervals.size(); i++) {
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("endMs", double(intervals[i].end_ms));
+      d.Set("dropped", double(intervals[i].dropped));
+      list.Set(uint32_t(i), d);
+    }
+    o.Set("dropIntervals", list);
     o.Set("filesDone", double(pipeline_->files_done()));
     o.Set("linktype", linktype_);
     return o;
@@ -185,7 +191,6 @@ class Recorder : public Napi::ObjectWrap<Recorder> {
   TsfnSink sink_;
   std::unique_ptr<n2d::Pipeline> pipeline_;
   bool started_ = false;
-  uint64_t dropped_ = 0;
   int linktype_ = 0;
 };
 

@@ -86,9 +86,10 @@ export interface RecorderStats {
   /** Packets seen by the capture thread. */
   packets: number;
   bytes: number;
-  /** Packets the kernel dropped since start (ring full), and since the previous stats() call. */
+  /** Packets the kernel dropped since start (ring full). */
   dropped: number;
-  droppedInterval: number;
+  /** Each second with drops since the previous stats() call: when it ended, and how many. */
+  dropIntervals: { endMs: number; dropped: number }[];
   /** Packets dropped by the kernel filter are not counted anywhere, as in tcpdump. */
   filesDone: number;
 }

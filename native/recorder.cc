@@ -14,6 +14,8 @@ uint64_t now_ns(clockid_t clock) {
 // Long enough for the kernel to retire the block it is filling (its timeout
 // is 50 ms), so stop() loses nothing that reached the ring.
 constexpr uint64_t kDrainNs = 200000000ull;
+// The kernel's drop counter is read (and reset) once a second.
+constexpr uint64_t kSampleNs = 1000000000ull;
 
 uint32_t header_snaplen(const Source& src, uint32_t snaplen) {
   if (snaplen) return snaplen;
@@ -60,10 +62,23 @@ void Pipeline::report(const std::string& msg, bool fatal) {
   queue_.push(c);
 }
 
+void Pipeline::sample_drops() {
+  uint64_t d = src_->take_drops();
+  if (!d) return;
+  dropped_ += d;
+  std::lock_guard<std::mutex> g(drops_mu_);
+  drop_intervals_.push_back(DropInterval{now_ns(CLOCK_REALTIME) / 1000000ull, d});
+}
+
 void Pipeline::capture_loop() {
   const bool live = src_->live();
   uint64_t drain_until = 0;
+  uint64_t next_sample = now_ns(CLOCK_MONOTONIC) + kSampleNs;
   for (;;) {
+    if (live && now_ns(CLOCK_MONOTONIC) >= next_sample) {
+      sample_drops();
+      next_sample += kSampleNs;
+    }
     if (stop_ && !drain_until) {
       if (!live) break;
       drain_until = now_ns(CLOCK_MONOTONIC) + kDrainNs;
@@ -83,6 +98,7 @@ void Pipeline::capture_loop() {
     if (writer_.failed()) break;
     if (drain_until && now_ns(CLOCK_MONOTONIC) >= drain_until) break;
   }
+  if (live) sample_drops();
   chunker_.close_file();
   auto* end = new Chunk();
   end->kind = Chunk::Kind::End;

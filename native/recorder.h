@@ -3,8 +3,10 @@
 #pragma once
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "chunker.h"
 #include "source.h"
@@ -24,6 +26,13 @@ struct PipelineConfig {
   uint64_t flush_ns = 500000000ull;
 };
 
+// Kernel drops of one second of capture, kept until JavaScript asks, so each
+// is reported for the second it happened in even when the JS thread is late.
+struct DropInterval {
+  uint64_t end_ms;  // wall clock at the end of the second
+  uint64_t dropped;
+};
+
 class Pipeline {
  public:
   // Takes ownership of the (already opened) source.
@@ -39,7 +48,11 @@ class Pipeline {
   uint64_t packets() const { return packets_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t files_done() const { return writer_.files_done(); }
-  uint64_t take_drops() { return src_->take_drops(); }
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  std::vector<DropInterval> take_drop_intervals() {
+    std::lock_guard<std::mutex> g(drops_mu_);
+    return std::move(drop_intervals_);
+  }
 
  private:
   void capture_loop();
@@ -52,7 +65,10 @@ class Pipeline {
   Writer writer_;
   std::thread capture_thread_, writer_thread_;
   std::atomic<bool> rotate_{false}, stop_{false};
-  std::atomic<uint64_t> packets_{0}, bytes_{0};
+  std::atomic<uint64_t> packets_{0}, bytes_{0}, dropped_{0};
+  std::mutex drops_mu_;
+  std::vector<DropInterval> drop_intervals_;
+  void sample_drops();
 };
 
 }  // namespace n2d

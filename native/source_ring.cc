@@ -27,6 +27,7 @@ constexpr uint32_t kMinBlock = 64u << 10;
 // A block is handed over when full or after this long, which bounds how
 // stale the newest packets can be when traffic is light.
 constexpr uint32_t kBlockTimeoutMs = 50;
+constexpr int kBlocksPerPoll = 8;
 
 std::string sys_error(const std::string& what) { return what + ": " + strerror(errno); }
 
@@ -161,7 +162,9 @@ class RingSource : public Source {
 
   PollResult poll(int timeout_ms, PacketSink& sink) override {
     bool any = false;
-    for (;;) {
+    // A bounded run per call: when the ring is full, rotation, stop, the
+    // partial-chunk flush and the drop counter still get their turn.
+    for (int n = 0; n < kBlocksPerPoll; n++) {
       auto* hdr = reinterpret_cast<struct tpacket_block_desc*>(ring_ + size_t(next_) * req_.tp_block_size);
       if (!(__atomic_load_n(&hdr->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
       walk_block(hdr, sink);

@@ -96,7 +96,8 @@ async function main(): Promise<number> {
     dir: storage,
     snaplen: flags.snaplen,
     chunkBytes: flags.chunk * 1024,
-    chunkCount: 32,
+    // About a second of 1500-byte traffic behind the ring, so a slow write or a busy JS thread is absorbed.
+    chunkCount: Math.max(32, Math.ceil((512 * 2 ** 20) / (flags.chunk * 1024))),
     nano: flags.nano,
     maxFileBytes: flags.maxFileSize * 2 ** 20,
     maxFileSeconds: flags.maxFileDuration,
@@ -138,8 +139,10 @@ async function main(): Promise<number> {
   let lastPackets = 0;
   const statsTimer = setInterval(() => {
     const s = session.stats();
-    // Drops are reported for the interval in which they happened, always.
-    if (s.droppedInterval > 0) process.stderr.write(`${NAME}: kernel dropped ${formatCount(s.droppedInterval)} packets in the last second (${formatCount(s.dropped)} in all)\n`);
+    // Drops are reported for the second in which they happened, always.
+    for (const d of s.dropIntervals) {
+      process.stderr.write(`${NAME}: kernel dropped ${formatCount(d.dropped)} packets in the second before ${new Date(d.endMs).toISOString()} (${formatCount(s.dropped)} in all)\n`);
+    }
     if (flags.verbose) process.stderr.write(`${NAME}: ${formatCount(s.packets)} packets (${formatCount(s.packets - lastPackets)}/s), ${formatCount(s.dropped)} dropped, ${s.filesDone} files\n`);
     lastPackets = s.packets;
   }, 1000);
