@@ -57,7 +57,11 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   if (flowBytes > SEQUENTIAL_SHARE * timeBytes) return { ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' };
 
   const ranges = coalesce(offsets, timeRanges);
-  const bytes = ranges.reduce((n, r) => n + r.stop - r.start, 0);
+  // What the reads really cover: coalescing can join sparse matches into
+  // one long stretch, and then reading in sequence is the cheaper way.
+  const record = index.packets ? 16 + index.bytes / index.packets : 0;
+  const bytes = Math.round(ranges.reduce((n, r) => n + r.stop - r.start + record, 0));
+  if (bytes > SEQUENTIAL_SHARE * timeBytes) return { ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' };
   return { ranges, bytes, flowsRead, flowsInRange, how: 'flows' };
 }
 

@@ -51,13 +51,16 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
   const { fd, filter, beginNs, endNs, nano, origin } = f;
   const fileEnd = f.end;
   const unit = nano ? 1n : 1000n;
+  // One read buffer per file, grown as needed: kept packets are copied out.
+  let scratch = Buffer.allocUnsafe(0);
   for (const range of ranges) {
     let pos = Math.max(range.start, PCAP_HEADER);
     const stop = Math.min(range.stop, fileEnd);
     let want = Math.min(stop - pos + TAIL, CHUNK);
     while (pos < stop) {
       const len = Math.min(want, fileEnd - pos);
-      const buf = Buffer.allocUnsafe(len);
+      if (scratch.length < len) scratch = Buffer.allocUnsafe(len);
+      const buf = scratch;
       const got = fs.readSync(fd, buf, 0, len, pos);
       stats.bytesRead += got;
       stats.reads++;

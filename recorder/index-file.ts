@@ -601,20 +601,22 @@ class DecodedIndex implements IndexView {
     const mac = (half: number): string | undefined =>
       flags & META_MAC ? formatMac(s.macPairs.subarray(s.mac[j] * 12 + half, s.mac[j] * 12 + half + 6)) : undefined;
     const ports = (flags & META_PORTS) !== 0;
+    // Text and byte forms are made only when asked for: the planner walks
+    // every flow of every file in range and most of it never looks at them.
     return {
       index,
       ipVersion: v4 ? 4 : v6 ? 6 : undefined,
-      addrA: addrText(s.addrA[j]),
-      addrB: addrText(s.addrB[j]),
-      addrABytes: addrBytes(s.addrA[j]),
-      addrBBytes: addrBytes(s.addrB[j]),
+      get addrA() { return addrText(s.addrA[j]); },
+      get addrB() { return addrText(s.addrB[j]); },
+      get addrABytes() { return addrBytes(s.addrA[j]); },
+      get addrBBytes() { return addrBytes(s.addrB[j]); },
       portA: ports ? s.portA[j] : undefined,
       portB: ports ? s.portB[j] : undefined,
       ipproto: s.classProto[c],
       ethertype: s.classEther[c],
       vlan: flags & META_VLAN ? s.classVlan[c] : undefined,
-      macA: mac(0),
-      macB: mac(6),
+      get macA() { return mac(0); },
+      get macB() { return mac(6); },
       flags,
       firstNs: ticks(s.minHi[j], s.minLo[j]) * unit,
       lastNs: ticks(s.maxHi[j], s.maxLo[j]) * unit,
