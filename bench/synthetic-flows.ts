@@ -34,7 +34,7 @@ const GATEWAY_MAC = Uint8Array.of(0x00, 0x1b, 0x21, 0x3a, 0x4b, 0x5c);
 const HOST_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 
 /** Small deterministic PRNG (mulberry32), so runs are comparable. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -5,6 +5,7 @@
 // file order equals npcapextract's timestamp order and outputs compare byte
 // for byte.
 import fs from 'node:fs';
+import { prng } from '../synthetic-flows';
 
 export interface GenOptions {
   /** Stop once the file holds at least this many bytes. */
@@ -27,17 +28,6 @@ export interface GenResult {
   lastUs: number;
 }
 
-/** mulberry32: deterministic, so two runs build the same capture. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // One slot of a pool of concurrently active flows. Picking a random slot per
 // packet interleaves flows the way a busy link does.
