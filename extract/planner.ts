@@ -115,7 +115,10 @@ function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
     default:
       break; // the family field differs between systems; never decided
   }
-  const sized = (n: number): boolean => flow.addrABytes?.length === n && flow.addrBBytes?.length === n;
+  // Each view field is decoded on access: read the addresses once.
+  const addrA = flow.addrABytes;
+  const addrB = flow.addrBBytes;
+  const sized = (n: number): boolean => addrA?.length === n && addrB?.length === n;
   const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0 && sized(4);
   const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0 && sized(16);
   const plain6 = v6 && (fl & META_PLAIN) !== 0;
@@ -127,9 +130,10 @@ function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
     proto: v4 || plain6 ? flow.ipproto : undefined,
     fragment: (fl & META_FRAGMENT) !== 0,
     ports: (fl & META_PORTS) !== 0 && flow.portA !== undefined && flow.portB !== undefined,
-    macs: linktype === LINKTYPE_ETHERNET && (fl & META_MAC) !== 0 && flow.macA !== undefined && flow.macB !== undefined,
-    ip4: v4 ? [num(flow.addrABytes), num(flow.addrBBytes)] : [0, 0],
-    ip6: v6 ? [flow.addrABytes, flow.addrBBytes] : [undefined, undefined],
+    // The MAC flag means the index holds both MACs; their text is formatted only when a filter needs it.
+    macs: linktype === LINKTYPE_ETHERNET && (fl & META_MAC) !== 0,
+    ip4: v4 ? [num(addrA), num(addrB)] : [0, 0],
+    ip6: v6 ? [addrA, addrB] : [undefined, undefined],
     port: [flow.portA ?? 0, flow.portB ?? 0],
     mac: needMacs ? [macNumber(flow.macA), macNumber(flow.macB)] : [undefined, undefined],
   };
