@@ -8,8 +8,6 @@ import { Tri } from './planner';
 import { formatNs } from './time';
 import { Packet } from './read';
 
-/** The planner's answer for a flow. */
-export type Verdict = Tri;
 
 export interface Connection {
   proto: string;
@@ -66,7 +64,7 @@ export class FlowTable {
    * Counts what the index can, and returns the flows whose packets must be
    * read (keyed by record offset, for countPacket).
    */
-  addIndex(index: IndexView, beginNs: bigint, endNs: bigint, verdict: (f: FlowView) => Verdict): Map<number, FlowView> {
+  addIndex(index: IndexView, beginNs: bigint, endNs: bigint, verdict: (f: FlowView) => Tri): Map<number, FlowView> {
     const toRead = new Map<number, FlowView>();
     for (const flow of index.flows()) {
       if (flow.lastNs < beginNs || flow.firstNs >= endNs) continue;

@@ -10,8 +10,8 @@ import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
 import { Progress } from './progress';
 import { parseFilter } from './expression';
-import { FlowTable, formatJsonLines, formatTable, Verdict } from './flows';
-import { describePlan, planFlow } from './planner';
+import { FlowTable, formatJsonLines, formatTable } from './flows';
+import { describePlan, planFlow, Tri } from './planner';
 import { coalesce, FilePlan, FlowTest, planFile } from './plan';
 import { ByteRange, Packet, readRanges, ReadStats } from './read';
 import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
@@ -84,6 +84,8 @@ interface OpenedFile {
   file: DumpFile;
   timeline: number;
   index: IndexView | undefined;
+  /** Read once: link type, precision and where reading stops. */
+  info: FileInfo;
 }
 
 function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
@@ -149,7 +151,10 @@ async function main(): Promise<number> {
     } catch (err) {
       throw new CliError((err as Error).message, ExtractExit.timeline);
     }
-    for (const file of files) opened.push({ file, timeline: t, index: openIndex(file, warn) });
+    for (const file of files) {
+      const index = openIndex(file, warn);
+      opened.push({ file, timeline: t, index, info: fileInfo(file, index) });
+    }
   });
 
   // The index narrows where to read; a flow is passed over only when the
@@ -168,8 +173,8 @@ async function main(): Promise<number> {
   if (flags.explain) {
     const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
     const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
-    const fileBytes = planned.reduce((n, p) => n + fileInfo(p.o).end, 0);
-    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : fileInfo(p.o).end), 0);
+    const fileBytes = planned.reduce((n, p) => n + p.o.info.end, 0);
+    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : p.o.info.end), 0);
     process.stderr.write(
       `${NAME}: range ${formatNs(beginNs)} - ${formatNs(endNs)}, filter '${filterText}'\n` +
         described.lines.map((l) => `${NAME}: ${l}\n`).join('') +
@@ -186,7 +191,7 @@ async function main(): Promise<number> {
   if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, (f, linktype) => planFlow(expr, f, linktype), beginNs, endNs, flags.json, warn);
 
   if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
-  const headers = toRead.map((p) => fileInfo(p.o));
+  const headers = toRead.map((p) => p.o.info);
   // One origin per timeline and link type: a pcapng interface each; a pcap
   // holds only one link type.
   const origins: Origin[] = [];
@@ -250,7 +255,7 @@ async function main(): Promise<number> {
 function listFlows(
   files: OpenedFile[],
   filterFor: (linktype: number, snaplen: number) => PacketFilter,
-  verdict: (flow: FlowView, linktype: number) => Verdict,
+  verdict: (flow: FlowView, linktype: number) => Tri,
   beginNs: bigint,
   endNs: bigint,
   json: boolean,
@@ -258,17 +263,15 @@ function listFlows(
 ): number {
   const table = new FlowTable();
   const stats: ReadStats = { bytesRead: 0, reads: 0 };
-  for (const { file, index } of files) {
+  for (const { file, index, info } of files) {
     if (!index) {
       warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
       continue;
     }
     const toRead = table.addIndex(index, beginNs, endNs, (flow) => verdict(flow, index.linktype));
     if (!toRead.size) continue;
-    const header = fileInfo({ file, index, timeline: 0 });
     const fd = openDumpFile(file);
-    const end = header.end;
-    const reading = { fd, end, filter: filterFor(header.linktype, header.snaplen), beginNs, endNs, nano: header.nano, origin: 0 };
+    const reading = { fd, end: info.end, filter: filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
     for (const p of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) table.countPacket(p, toRead);
   }
   const conns = table.connections();
@@ -294,8 +297,7 @@ interface FileInfo {
 }
 
 /** What reading a file needs: from its index, or else from the pcap header. */
-function fileInfo(o: OpenedFile): FileInfo {
-  const { index, file } = o;
+function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
   if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
   const fd = openDumpFile(file);
   try {

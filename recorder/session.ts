@@ -96,7 +96,7 @@ export class Session {
       path: ev.path,
       builder: new IndexBuilder({ linktype: ev.linktype, nano: ev.nano, snaplen: ev.snaplen }),
       index: createSegmentedIndex(ev.path + INDEX_SUFFIX),
-      committed: 24,
+      committed: 0, // set by the first batch, before any segment is due
       pendingSegment: false,
       lastSegmentAt: Date.now(),
     });
