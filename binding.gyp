@@ -9,7 +9,7 @@
         "native/chunker.cc",
         "native/source_ring.cc",
         "native/source_file.cc",
-        "native/parse.cc",
+        "native/parse.cc", "native/pcap_meta.cc",
         "native/writer.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -6,6 +6,7 @@ import { PacketFilter } from '../native/addon';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
 import { FlowView, IndexView, readIndexFile } from '../recorder/index-file';
+import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
 import { Progress } from './progress';
@@ -301,11 +302,11 @@ function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
   if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
   const fd = openDumpFile(file);
   try {
-    const h = Buffer.alloc(24);
-    if (fs.readSync(fd, h, 0, 24, 0) !== 24) throw new CliError(`${file.pcap}: not a pcap file (too short)`, Exit.failure);
-    const magic = h.readUInt32LE(0);
-    if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new CliError(`${file.pcap}: not a pcap file written by n2disk-ts`, Exit.failure);
-    return { linktype: h.readUInt32LE(20) & 0x03ffffff, snaplen: h.readUInt32LE(16), nano: magic === 0xa1b23c4d, end: fs.fstatSync(fd).size };
+    const h = readPcapHeader(fd, file.pcap);
+    if (!h.littleEndian) throw new PcapFormatError(file.pcap, 'byte-swapped pcap, not written by n2disk-ts');
+    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: fs.fstatSync(fd).size };
+  } catch (e) {
+    throw e instanceof PcapFormatError ? new CliError(e.message, Exit.failure) : e;
   } finally {
     fs.closeSync(fd);
   }

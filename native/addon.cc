@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "filter.h"
+#include "pcap_meta.h"
 #include "recorder.h"
 
 namespace {
@@ -52,6 +53,12 @@ Napi::Value event_to_js(Napi::Env env, Event* ev) {
     case Event::Type::End:
       o.Set("type", "end");
       break;
+    case Event::Type::NoSpace:
+      o.Set("type", "nospace");
+      o.Set("path", ev->path);
+      o.Set("full", ev->fatal);
+      o.Set("message", ev->message);
+      break;
   }
   return o;
 }
@@ -89,7 +96,9 @@ class Recorder : public Napi::ObjectWrap<Recorder> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Recorder",
                        {InstanceMethod("start", &Recorder::Start), InstanceMethod("rotate", &Recorder::Rotate),
-                        InstanceMethod("stop", &Recorder::Stop), InstanceMethod("stats", &Recorder::Stats)});
+                        InstanceMethod("stop", &Recorder::Stop), InstanceMethod("stats", &Recorder::Stats),
+                        InstanceMethod("grantFiles", &Recorder::GrantFiles),
+                        InstanceMethod("refuseFiles", &Recorder::RefuseFiles)});
   }
 
   explicit Recorder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Recorder>(info) {
@@ -129,6 +138,7 @@ class Recorder : public Napi::ObjectWrap<Recorder> {
     cfg.max_file_ns = get_u64(opts, "maxFileSeconds", 0) * 1000000000ull;
     cfg.max_file_packets = get_u64(opts, "maxFilePackets", 0);
     cfg.flush_ns = get_u64(opts, "flushMs", 500) * 1000000ull;
+    cfg.metered_files = opts.Get("meteredFiles").ToBoolean().Value();
     linktype_ = src->linktype();
     pipeline_ = std::make_unique<n2d::Pipeline>(src, cfg, sink_);
   }
@@ -167,12 +177,23 @@ class Recorder : public Napi::ObjectWrap<Recorder> {
     return info.Env().Undefined();
   }
 
+  Napi::Value GrantFiles(const Napi::CallbackInfo& info) {
+    pipeline_->grant_files(uint64_t(info[0].As<Napi::Number>().Int64Value()));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value RefuseFiles(const Napi::CallbackInfo& info) {
+    pipeline_->refuse_files();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("packets", double(pipeline_->packets()));
     o.Set("bytes", double(pipeline_->bytes()));
     o.Set("dropped", double(pipeline_->dropped()));
+    o.Set("unstored", double(pipeline_->unstored()));
     auto intervals = pipeline_->take_drop_intervals();
     Napi::Array list = Napi::Array::New(env, intervals.size());
     for (size_t i = 0; i < intervals.size(); i++) {
@@ -201,6 +222,7 @@ Napi::Value LibpcapVersion(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Recorder", Recorder::Define(env));
   exports.Set("Filter", n2d::Filter::Define(env));
+  exports.Set("recordsMeta", Napi::Function::New(env, n2d::RecordsMeta));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
   return exports;
 }

@@ -38,6 +38,11 @@ export interface RecorderOptions {
   maxFilePackets: number;
   /** A partial chunk is written (and its metadata handed over) at least this often. */
   flushMs: number;
+  /**
+   * Files are created only as Recorder.grantFiles() allows, so a disk budget
+   * can make room for a whole file before it exists. Off: no limit.
+   */
+  meteredFiles?: boolean;
 }
 
 export interface FileOpenEvent {
@@ -80,7 +85,19 @@ export interface EndEvent {
   type: 'end';
 }
 
-export type RecorderEvent = FileOpenEvent | BatchEvent | FileDoneEvent | ErrorEvent | EndEvent;
+/**
+ * The file system refused a write (ENOSPC, EDQUOT). The writer retries every
+ * 100 ms until it succeeds (full: false follows) or refuseFiles() is called.
+ */
+export interface NoSpaceEvent {
+  type: 'nospace';
+  path: string;
+  full: boolean;
+  /** The system's message, when full. */
+  message: string;
+}
+
+export type RecorderEvent = FileOpenEvent | BatchEvent | FileDoneEvent | ErrorEvent | EndEvent | NoSpaceEvent;
 
 export interface RecorderStats {
   /** Packets seen by the capture thread. */
@@ -88,6 +105,8 @@ export interface RecorderStats {
   bytes: number;
   /** Packets the kernel dropped since start (ring full). */
   dropped: number;
+  /** Packets captured but not stored, because refuseFiles() refused their file. */
+  unstored: number;
   /** Each second with drops since the previous stats() call: when it ended, and how many. */
   dropIntervals: { endMs: number; dropped: number }[];
   /** Packets dropped by the kernel filter are not counted anywhere, as in tcpdump. */
@@ -99,6 +118,15 @@ interface NativeRecorder {
   rotate(): void;
   stop(): void;
   stats(): RecorderStats;
+  grantFiles(n: number): void;
+  refuseFiles(): void;
+}
+
+interface NativeRecordsMeta {
+  meta: ArrayBuffer;
+  count: number;
+  next: number;
+  stop: 0 | 1 | 2;
 }
 
 interface NativeFilter {
@@ -108,6 +136,7 @@ interface NativeFilter {
 interface Addon {
   Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
+  recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
   libpcapVersion(): string;
 }
 
@@ -133,9 +162,44 @@ export class Recorder {
   /** Drain the ring, close the current file; 'end' follows once all is written. */
   stop(): void { this.native.stop(); }
   stats(): RecorderStats { return this.native.stats(); }
+  /** With meteredFiles: lets the writer create `n` more files. */
+  grantFiles(n: number): void { this.native.grantFiles(n); }
+  /**
+   * Creates no more files and stops waiting for disk space: packets that
+   * cannot be stored are counted (stats().unstored) and let go.
+   */
+  refuseFiles(): void { this.native.refuseFiles(); }
 }
 
 export const libpcapVersion = (): string => addon.libpcapVersion();
+
+/** Where and why a walk of pcap records stopped. */
+export type RecordsStop = 'more' | 'zeros' | 'invalid';
+
+export interface RecordsMeta {
+  /** One PacketMeta (recorder/packet-meta.ts) per whole record, in file order. */
+  meta: ArrayBuffer;
+  count: number;
+  /** Position in the buffer just after the last whole record. */
+  next: number;
+  /**
+   * 'more': the buffer ended (mid-record or not); 'zeros': an all-zero record
+   * header, where the data of a file cut short ends; 'invalid': a record
+   * longer than maxCaplen, which no pcap reader accepts.
+   */
+  stop: RecordsStop;
+}
+
+const STOPS: RecordsStop[] = ['more', 'zeros', 'invalid'];
+
+/**
+ * The index metadata of the pcap records in buf, which starts at file offset
+ * `fileOffset`: what the capture thread makes for the packets it stores.
+ */
+export function recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): RecordsMeta {
+  const r = addon.recordsMeta(buf, fileOffset, linktype, nano, maxCaplen);
+  return { meta: r.meta, count: r.count, next: r.next, stop: STOPS[r.stop]! };
+}
 
 /** The records of one scan: where the kept ones start, and where walking stopped. */
 export interface ScanResult {

@@ -9,10 +9,6 @@ namespace {
 
 inline void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }  // pcap is written in host order
 
-// Enough of a frame to reach the end of any L4 port field behind tags and
-// IPv6 extension headers.
-constexpr uint32_t kParseBytes = 256;
-
 }  // namespace
 
 void Chunker::open_file(uint64_t ts_ns) {

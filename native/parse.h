@@ -27,6 +27,11 @@ enum : int {
 inline int linktype_of_dlt(int dlt) { return dlt == 12 ? LT_RAW : dlt == 11 ? 100 : dlt; }
 inline int dlt_of_linktype(int linktype) { return linktype == LT_RAW ? 12 : linktype == 100 ? 11 : linktype; }
 
+// Enough of a frame to reach the end of any L4 port field behind tags and
+// IPv6 extension headers. Every indexer parses this much and no more, so an
+// index rebuilt from a file equals the one recorded with it.
+constexpr uint32_t kParseBytes = 256;
+
 // Leaves ts_ns, offset, caplen and wirelen to the caller.
 void parse_packet(int linktype, const uint8_t* p, uint32_t caplen, PacketMeta& m);
 

@@ -31,7 +31,7 @@ ChunkerConfig chunker_config(const Source& src, const PipelineConfig& cfg) {
 
 WriterConfig writer_config(const Source& src, const PipelineConfig& cfg) {
   return WriterConfig{cfg.dir, src.linktype(), cfg.nano || src.nano(), header_snaplen(src, cfg.snaplen),
-                      cfg.max_file_bytes};
+                      cfg.max_file_bytes, cfg.metered_files};
 }
 
 }  // namespace

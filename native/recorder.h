@@ -24,6 +24,7 @@ struct PipelineConfig {
   uint64_t max_file_ns = 0;
   uint64_t max_file_packets = 0;
   uint64_t flush_ns = 500000000ull;
+  bool metered_files = false;  // see WriterConfig::metered
 };
 
 // Kernel drops of one second of capture, kept until JavaScript asks, so each
@@ -42,6 +43,8 @@ class Pipeline {
   void start();
   void rotate() { rotate_ = true; }
   void stop() { stop_ = true; }
+  void grant_files(uint64_t n) { writer_.grant_files(n); }
+  void refuse_files() { writer_.refuse(); }
   // Waits for both threads; call once the End event has been delivered.
   void join();
 
@@ -49,6 +52,7 @@ class Pipeline {
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t files_done() const { return writer_.files_done(); }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  uint64_t unstored() const { return writer_.unstored(); }
   std::vector<DropInterval> take_drop_intervals() {
     std::lock_guard<std::mutex> g(drops_mu_);
     return std::move(drop_intervals_);

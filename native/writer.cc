@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 
 namespace n2d {
@@ -15,6 +16,45 @@ void Writer::fail(const std::string& msg) {
   ev->fatal = true;
   sink_.emit(ev);
   failed_ = true;
+}
+
+void Writer::grant_files(uint64_t n) {
+  std::lock_guard<std::mutex> g(grant_mu_);
+  granted_ += n;
+  grant_cv_.notify_all();
+}
+
+void Writer::refuse() {
+  std::lock_guard<std::mutex> g(grant_mu_);
+  refused_ = true;
+  grant_cv_.notify_all();
+}
+
+bool Writer::wait_for_grant() {
+  if (!cfg_.metered) return true;
+  std::unique_lock<std::mutex> g(grant_mu_);
+  grant_cv_.wait(g, [&] { return granted_ > 0 || refused_; });
+  if (refused_) return false;
+  granted_--;
+  return true;
+}
+
+// A full file system is waited out, not fatal: the budget frees our oldest
+// files, or someone frees theirs. Meanwhile chunks queue up and then the
+// ring absorbs what it can; its drops are counted as usual.
+bool Writer::wait_for_space(int err, bool& reported) {
+  if (err != ENOSPC && err != EDQUOT) return false;
+  if (!reported) {
+    Event* ev = new Event(Event::Type::NoSpace);
+    ev->path = path_;
+    ev->message = strerror(err);
+    ev->fatal = true;
+    sink_.emit(ev);
+    reported = true;
+  }
+  std::unique_lock<std::mutex> g(grant_mu_);
+  grant_cv_.wait_for(g, std::chrono::milliseconds(100), [&] { return refused_; });
+  return !refused_;
 }
 
 void Writer::open_file(Chunk& c) {
@@ -52,14 +92,21 @@ void Writer::write_chunk(Chunk& c) {
   size_t n = size_t(align_up(c.len));
   memset(c.buf + c.len, 0, n - c.len);
   size_t done = 0;
+  bool no_space = false;
   while (done < n) {
     ssize_t w = pwrite(fd_, c.buf + done, n - done, off_t(c.offset + done));
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && wait_for_space(errno, no_space)) continue;
     if (w <= 0) {
       fail("cannot write " + path_ + ": " + (w < 0 ? strerror(errno) : "short write"));
       return;
     }
     done += size_t(w);
+  }
+  if (no_space) {
+    Event* ev = new Event(Event::Type::NoSpace);
+    ev->path = path_;
+    sink_.emit(ev);
   }
   if (c.count) {
     good_ = c.committed;
@@ -107,7 +154,10 @@ void Writer::run() {
       delete c;
       continue;
     }
-    if (c->first && !failed_) open_file(*c);
+    if (c->first && !failed_) {
+      if (wait_for_grant()) open_file(*c);
+    }
+    if (fd_ < 0) unstored_ += c->count;
     // After a failure nothing more is written, but the file still closes at
     // what was written before it, so it can be published.
     if (fd_ >= 0 && !failed_) write_chunk(*c);

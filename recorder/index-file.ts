@@ -11,6 +11,7 @@ import zlib from 'node:zlib';
 import { ByteBuffer } from 'flatbuffers';
 import { FlowClass, Segment } from './index_generated/index_generated';
 import { META_IPV4, META_IPV6, META_MAC, META_PORTS, META_VLAN } from './packet-meta';
+import { PCAP_HEADER_BYTES, PcapFormatError, PcapHeader, RECORD_HEADER_BYTES, readPcapHeader } from './pcap-file';
 
 /** Version of the Segment schema's meaning (Segment.version). */
 export const INDEX_FORMAT_VERSION = 1;
@@ -18,8 +19,6 @@ const CONTAINER_VERSION = 1;
 const MAGIC = Buffer.from('N2IX', 'latin1');
 const HEADER_BYTES = 8;
 const FRAME_BYTES = 8;
-const PCAP_HEADER_BYTES = 24;
-const RECORD_HEADER_BYTES = 16;
 const FILE_MODE = 0o640;
 
 export class IndexError extends Error {
@@ -788,22 +787,15 @@ function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, 
   const fd = fs.openSync(pcap, 'r');
   try {
     const size = fs.fstatSync(fd).size;
-    const head = Buffer.alloc(PCAP_HEADER_BYTES);
-    if (fs.readSync(fd, head, 0, PCAP_HEADER_BYTES, 0) < PCAP_HEADER_BYTES) {
-      problems.add(`${pcap}: shorter than a pcap header`);
+    let header: PcapHeader;
+    try {
+      header = readPcapHeader(fd, pcap);
+    } catch (e) {
+      if (!(e instanceof PcapFormatError)) throw e;
+      problems.add(e.message);
       return;
     }
-    const magic = head.readUInt32LE(0);
-    const formats: Record<number, [boolean, boolean]> = {
-      0xa1b2c3d4: [true, false], 0xa1b23c4d: [true, true], 0xd4c3b2a1: [false, false], 0x4d3cb2a1: [false, true],
-    };
-    const format = formats[magic];
-    if (!format) {
-      problems.add(`${pcap}: not a pcap file`);
-      return;
-    }
-    const [le, nano] = format;
-    const linktype = (le ? head.readUInt32LE(20) : head.readUInt32BE(20)) & 0xffff;
+    const { littleEndian: le, nano, linktype } = header;
     if (nano !== index.nano) problems.add(`${pcap}: precision differs from the index's`);
     if (linktype !== index.linktype) problems.add(`${pcap}: linktype ${linktype}, index says ${index.linktype}`);
     const end = index.covered.end;
