@@ -18,6 +18,7 @@ export const SLOT_NS = 600n * 1_000_000_000n;
 const MAX_SLOTS_PER_FILE = 1008;
 export const WIDE_DIR = 'wide';
 const META_FILE = '.n2disk-ts.json';
+const LOCK_FILE = '.n2disk-ts.lock';
 
 interface TimelineMeta {
   format: 1;
@@ -75,6 +76,13 @@ export function openTimeline(timeline: string): TimelineInfo {
   return { timeline, storage: path.resolve(timeline, meta.storage), localTime: meta.localTime };
 }
 
+export interface Published {
+  /** The pcap's final path (its index is beside it). */
+  path: string;
+  /** Directories and links that publishing created, for the disk budget's count. */
+  made: string[];
+}
+
 export interface PublishInfo {
   /** The file being written, NAME.pcap.part. */
   partPath: string;
@@ -96,7 +104,7 @@ export class DumpSet {
     readonly storage: string,
     readonly timeline: string,
     private readonly filesPerDir: number,
-    private readonly localTime: boolean,
+    readonly localTime: boolean,
   ) {}
 
   /** Creates the directories (or checks existing ones) and continues any earlier numbering. */
@@ -136,13 +144,13 @@ export class DumpSet {
    * index is written beside it, then the timeline links appear. A reader
    * trusts only what is published, in that order.
    */
-  publish(info: PublishInfo): string {
+  publish(info: PublishInfo): Published {
     if (this.filesInDir >= this.filesPerDir) {
       this.dirNumber++;
       this.filesInDir = 0;
     }
     const dir = this.dirPath();
-    mkdirp(dir);
+    const newDir = fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     const base = path.basename(info.partPath).slice(0, -PART_SUFFIX.length - '.pcap'.length);
     let name = `${base}.pcap`;
     for (let k = 1; fs.existsSync(path.join(dir, name)); k++) name = `${base}_${k}.pcap`;
@@ -150,15 +158,138 @@ export class DumpSet {
     fs.renameSync(info.partPath, finalPath);
     info.writeIndex(finalPath + INDEX_SUFFIX);
     fs.rmSync(info.partPath + INDEX_SUFFIX, { force: true });
-    for (const slot of slotsFor(info.minNs, info.maxNs, this.localTime)) {
-      const slotDir = path.join(this.timeline, slot);
-      mkdirp(slotDir);
-      for (const target of [finalPath, finalPath + INDEX_SUFFIX]) {
-        fs.symlinkSync(path.relative(slotDir, target), path.join(slotDir, path.basename(target)));
-      }
-    }
+    const made = this.link(finalPath, info.minNs, info.maxNs);
+    if (newDir) made.unshift(newDir);
     this.filesInDir++;
-    return finalPath;
+    return { path: finalPath, made };
+  }
+
+  /** The timeline links of a published file (pcap and index) that should exist. */
+  linksOf(pcap: string, minNs: bigint, maxNs: bigint): { link: string; target: string }[] {
+    return slotsFor(minNs, maxNs, this.localTime).flatMap((slot) =>
+      [pcap, pcap + INDEX_SUFFIX].map((target) => ({ link: path.join(this.timeline, slot, path.basename(target)), target })),
+    );
+  }
+
+  /** Creates whichever of a published file's links are missing; returns the links and directories it created. */
+  link(pcap: string, minNs: bigint, maxNs: bigint): string[] {
+    const made: string[] = [];
+    for (const { link, target } of this.linksOf(pcap, minNs, maxNs)) {
+      if (isLink(link)) continue;
+      const first = fs.mkdirSync(path.dirname(link), { recursive: true, mode: DIR_MODE });
+      // mkdir -p reports the first directory it made; the rest are below it.
+      for (let d = path.dirname(link); first !== undefined && d.length >= first.length; d = path.dirname(d)) made.push(d);
+      fs.symlinkSync(path.relative(path.dirname(link), target), link);
+      made.push(link);
+    }
+    return made;
+  }
+
+  /**
+   * Deletes a published file: its timeline links first (so no new reader
+   * finds it), then its index, then the pcap; slot directories left empty
+   * go too. `span` is the file's time range when known; without it the
+   * whole timeline is searched. Returns the paths removed.
+   */
+  remove(pcap: string, span: { minNs: bigint; maxNs: bigint } | undefined): string[] {
+    const targets = new Set([pcap, pcap + INDEX_SUFFIX]);
+    const links = span
+      ? this.linksOf(pcap, span.minNs, span.maxNs).map((l) => l.link).filter(isLink)
+      : [...this.timelineLinks()].filter((l) => targets.has(path.resolve(path.dirname(l), fs.readlinkSync(l))));
+    const removed: string[] = [];
+    for (const l of links) {
+      fs.rmSync(l, { force: true });
+      removed.push(l);
+    }
+    for (const f of [pcap + INDEX_SUFFIX, pcap]) {
+      if (fs.existsSync(f)) removed.push(f);
+      fs.rmSync(f, { force: true });
+    }
+    for (const dir of new Set(links.map((l) => path.dirname(l)))) removed.push(...this.pruneEmpty(dir));
+    return removed;
+  }
+
+  /** Removes `dir` and its parents up to the timeline while they are empty; returns them. */
+  pruneEmpty(dir: string): string[] {
+    const removed: string[] = [];
+    for (let d = dir; d.startsWith(this.timeline + path.sep); d = path.dirname(d)) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        break; // not empty (or gone)
+      }
+      removed.push(d);
+    }
+    return removed;
+  }
+
+  /** Every symbolic link of the timeline (slots and WIDE_DIR). */
+  *timelineLinks(): Generator<string> {
+    const walk = function* (dir: string, depth: number): Generator<string> {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        if (e.isSymbolicLink()) yield p;
+        else if (e.isDirectory() && depth < 5) yield* walk(p, depth + 1);
+      }
+    };
+    yield* walk(this.timeline, 0);
+  }
+
+  /** Files being written, or left by a recorder that died: NAME.pcap.part. */
+  partFiles(): string[] {
+    return fs
+      .readdirSync(this.storage)
+      .filter((n) => n.endsWith('.pcap' + PART_SUFFIX))
+      .sort(byFirstPacket)
+      .map((n) => path.join(this.storage, n));
+  }
+
+  /**
+   * Claims the storage directory for this process: one recorder (or repair)
+   * at a time. A lock left by a process that is gone is taken over.
+   */
+  lock(): void {
+    const lockPath = path.join(this.storage, LOCK_FILE);
+    for (;;) {
+      try {
+        fs.writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: FILE_MODE });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const pid = Number(fs.readFileSync(lockPath, 'utf8').trim());
+      if (pid > 0 && pid !== process.pid && processExists(pid)) {
+        throw new Error(`${this.storage} is in use by process ${pid}`);
+      }
+      fs.rmSync(lockPath, { force: true });
+    }
+  }
+
+  unlock(): void {
+    fs.rmSync(path.join(this.storage, LOCK_FILE), { force: true });
+  }
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -177,6 +177,16 @@ export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
   return decodeIndex(fs.readFileSync(path), path, opts.partial ?? false);
 }
 
+/** The first and last packet times an index records; undefined when it has no packet or cannot be read. */
+export function readIndexSpan(path: string): { minNs: bigint; maxNs: bigint } | undefined {
+  try {
+    const ix = readIndexFile(path);
+    return ix.firstNs === undefined || ix.lastNs === undefined ? undefined : { minNs: ix.firstNs, maxNs: ix.lastNs };
+  } catch {
+    return undefined;
+  }
+}
+
 function decodeIndex(buf: Uint8Array, path: string, partial: boolean): DecodedIndex {
   const segments = splitSegments(buf, path, partial).map((s, k) => decodeSegment(s, path, k));
   return new DecodedIndex(path, segments, partial);

@@ -1,14 +1,20 @@
 // n2disk-ts: records an interface, or imports a capture file, into a
 // rotating, indexed, time-lined pcap dump set.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RecorderOptions } from '../native/addon';
 import { CliError, Exit, integer, newProgram, run } from './cli';
+import { DiskBudget, parseDiskLimit } from './disk-budget';
 import { DumpSet } from './dumpset';
+import { MAX_CAPLEN } from './pcap-file';
 import { dropPrivileges, resolveUser } from './privileges';
-import { Session } from './session';
+import { repairDumpSet } from './repair';
+import { Session, SessionBudget } from './session';
 
 const NAME = 'n2disk-ts';
+/** Stopped at the disk limit, as -4 asks. */
+const EXIT_LIMIT = 5;
 
 interface Flags {
   interface: string;
@@ -27,6 +33,9 @@ interface Flags {
   promisc: boolean;
   localTime: boolean;
   pidFile?: string;
+  diskLimit: string;
+  overwrite: boolean;
+  execCmd?: string;
   verbose: number;
 }
 
@@ -47,6 +56,9 @@ function parseArgs(argv: string[]): Flags {
     .option('-u, --user <user>', 'drop privileges to this user once capture is open')
     .option('-3, --no-promisc', 'do not put the interface in promiscuous mode')
     .option('--local-time', 'timeline slots in local time instead of UTC', false)
+    .option('--disk-limit <MB|N%>', 'most the dump set may take on disk: megabytes, or a percentage of its file system', '80%')
+    .option('-4, --no-overwrite', 'stop when the disk limit is reached, instead of deleting the oldest files')
+    .option('--exec-cmd <cmd>', 'run this shell command on each finished file (its path is the last argument)')
     .option('-P, --pid-file <file>', 'write the process id to this file')
     .option('-v, --verbose', 'log per-second statistics (repeat for more)', (_v: string, n: number) => n + 1, 0)
     .addHelpText(
@@ -54,8 +66,11 @@ function parseArgs(argv: string[]): Flags {
       `
 Signals: USR1 closes and publishes the current file; TERM and INT drain the
 ring, publish everything and exit 0.
+On start, a file left unfinished by a crash is cut at its last whole record,
+indexed and published; the disk limit counts what is already there.
 Exit codes: 0 done, 1 failed while running, 2 bad arguments, 3 input cannot be
-opened (interface, file or filter), 4 dump directory not writable.`,
+opened (interface, file or filter), 4 dump directory not writable or in use,
+5 stopped at the disk limit (-4).`,
     );
   program.parse(argv);
   const flags = program.opts<Flags>();
@@ -71,6 +86,20 @@ function isCaptureFile(name: string): boolean {
   }
 }
 
+/** A file claims its largest size (plus one record past it, and the block padding) and room for its index. */
+function fileClaim(maxFileBytes: number, blockSize: number): number {
+  const pcap = Math.ceil((maxFileBytes + MAX_CAPLEN + 16) / blockSize) * blockSize;
+  return pcap + Math.max(64 * 1024, Math.ceil(maxFileBytes * 0.02));
+}
+
+/** --exec-cmd: the command line as given, with the file's path appended as one argument. */
+function execOnFile(cmd: string, file: string): void {
+  const child = spawn('/bin/sh', ['-c', `${cmd} "$1"`, 'sh', file], { stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (code !== 0) process.stderr.write(`${NAME}: warning: --exec-cmd on ${file} ended with ${signal ?? `status ${code}`}\n`);
+  });
+}
+
 function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
@@ -83,9 +112,22 @@ async function main(): Promise<number> {
   const user = flags.user ? resolveUser(flags.user) : undefined;
   try {
     dumpSet.init();
+    dumpSet.lock();
     if (user) for (const d of dumpSet.directories()) fs.chownSync(d, user.uid, user.gid);
   } catch (err) {
     throw new CliError(`cannot use dump directory: ${(err as Error).message}`, Exit.output);
+  }
+  // The lock goes with the process however it ends; a crash leaves it to be taken over.
+  process.on('exit', () => dumpSet.unlock());
+  const report = (line: string): void => void process.stderr.write(`${NAME}: ${line}\n`);
+  let limit: SessionBudget;
+  try {
+    const budget = new DiskBudget(dumpSet, parseDiskLimit(flags.diskLimit, storage), !flags.overwrite, {
+      deleted: (file) => flags.verbose && report(`deleted ${file} (disk limit)`),
+    });
+    limit = { budget, fileClaim: fileClaim(flags.maxFileSize * 2 ** 20, budget.blockSize) };
+  } catch (err) {
+    throw new CliError((err as Error).message, Exit.usage);
   }
 
   const importing = isCaptureFile(flags.interface);
@@ -109,11 +151,13 @@ async function main(): Promise<number> {
   let session: Session;
   try {
     session = new Session(opts, dumpSet, {
-      error: (message, fatal) => process.stderr.write(`${NAME}: ${fatal ? '' : 'warning: '}${message}\n`),
+      error: (message, fatal) => report(`${fatal ? '' : 'warning: '}${message}`),
+      notice: report,
       published: (file, packets, bytes) => {
-        if (flags.verbose) process.stderr.write(`${NAME}: published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)\n`);
+        if (flags.verbose) report(`published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)`);
+        if (flags.execCmd) execOnFile(flags.execCmd, file);
       },
-    });
+    }, limit);
   } catch (err) {
     throw new CliError((err as Error).message, Exit.input);
   }
@@ -131,7 +175,15 @@ async function main(): Promise<number> {
     }
   }
 
-  session.start();
+  // The socket is already keeping packets while what a crash left is put
+  // right, as the user the files belong to, and the budget counts the result.
+  repairDumpSet(dumpSet, { scope: 'start' }, report);
+  limit.budget.init();
+  try {
+    session.start();
+  } catch (err) {
+    throw new CliError((err as Error).message, Exit.usage);
+  }
   process.on('SIGUSR1', () => session.rotate());
   process.on('SIGTERM', () => session.stop());
   process.on('SIGINT', () => session.stop());
@@ -154,8 +206,10 @@ async function main(): Promise<number> {
   if (flags.verbose || !importing) {
     process.stderr.write(`${NAME}: ${formatCount(t.packets)} packets in ${t.files} files, ${formatCount(s.dropped)} dropped by kernel\n`);
   }
+  if (s.unstored) report(`${formatCount(s.unstored)} packets captured but not stored (no room for their file)`);
   if (flags.pidFile) fs.rm(flags.pidFile, () => undefined); // may belong to root after -u
-  return ok ? Exit.ok : Exit.failure;
+  if (!ok) return Exit.failure;
+  return session.limitReached ? EXIT_LIMIT : Exit.ok;
 }
 
 run(NAME, main);

@@ -1,8 +1,9 @@
 // Turns the native recorder's events into a dump set: an index built per
 // file from the metadata batches, committed in segments while the file is
 // written, and the file published when the writer closes it.
-import { BatchEvent, FileDoneEvent, FileOpenEvent, Recorder, RecorderEvent, RecorderOptions } from '../native/addon';
-import { DumpSet, INDEX_SUFFIX } from './dumpset';
+import { BatchEvent, FileDoneEvent, FileOpenEvent, NoSpaceEvent, Recorder, RecorderEvent, RecorderOptions } from '../native/addon';
+import { DiskBudget, diskBytes } from './disk-budget';
+import { DumpSet, INDEX_SUFFIX, slotsFor } from './dumpset';
 import { IndexBuilder } from './index-builder';
 import { createSegmentedIndex, SegmentedIndex, writeIndexFile } from './index-file';
 
@@ -16,6 +17,15 @@ interface OpenFile {
   committed: number;
   pendingSegment: boolean;
   lastSegmentAt: number;
+  /** Bytes of NAME.pcap.part.idx written so far (segments that could not be written are skipped). */
+  indexBytes: number;
+}
+
+/** The disk limit, as the session applies it. */
+export interface SessionBudget {
+  budget: DiskBudget;
+  /** Bytes promised per file before the writer may create it: its largest size, with room for its index. */
+  fileClaim: number;
 }
 
 export interface SessionTotals {
@@ -30,6 +40,8 @@ export interface SessionHooks {
   published?: (path: string, packets: number, bytes: number) => void;
   /** Non-fatal and fatal errors, one line each. */
   error: (message: string, fatal: boolean) => void;
+  /** Notices worth a line in the log (disk full, space back, the limit reached with -4). */
+  notice: (message: string) => void;
 }
 
 export class Session {
@@ -37,6 +49,12 @@ export class Session {
   private readonly files = new Map<number, OpenFile>();
   private segmentTimer: NodeJS.Timeout | undefined;
   private failed = false;
+  /** Files the writer may create that it has not opened yet. */
+  private granted = 0;
+  private noSpaceTimer: NodeJS.Timeout | undefined;
+  /** Stopped because the disk limit was reached and -4 forbids deleting. */
+  limitReached = false;
+  private noSpaceSince = 0;
   readonly totals: SessionTotals = { files: 0, packets: 0, bytes: 0, flows: 0 };
   /** Resolves when the recorder has ended and everything is published; true if all went well. */
   readonly finished: Promise<boolean>;
@@ -46,14 +64,25 @@ export class Session {
     opts: RecorderOptions,
     private readonly dumpSet: DumpSet,
     private readonly hooks: SessionHooks,
+    private readonly limit?: SessionBudget,
   ) {
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
-    this.recorder = new Recorder(opts, (ev) => this.onEvent(ev));
+    this.recorder = new Recorder({ ...opts, meteredFiles: limit !== undefined }, (ev) => this.onEvent(ev));
   }
 
+  /** Starts recording. With a disk limit, throws when the limit leaves no room for a file. */
   start(): void {
+    if (this.limit) {
+      // The file being written and the next one are always paid for, so a
+      // rotation never waits for a deletion.
+      if (!this.grantFile()) throw new Error(`no room for a file of ${this.limit.fileClaim} bytes within the disk limit of ${this.limit.budget.limit} bytes`);
+      this.grantFiles();
+    }
     this.recorder.start();
-    this.segmentTimer = setInterval(() => this.commitDueSegments(), SEGMENT_INTERVAL_MS / 4);
+    this.segmentTimer = setInterval(() => {
+      this.commitDueSegments();
+      this.grantFiles();
+    }, SEGMENT_INTERVAL_MS / 4);
   }
 
   rotate(): void {
@@ -62,6 +91,8 @@ export class Session {
 
   stop(): void {
     this.recorder.stop();
+    // Waiting for space would hold the last file back forever.
+    if (this.noSpaceTimer) this.recorder.refuseFiles();
   }
 
   stats(): ReturnType<Recorder['stats']> {
@@ -80,8 +111,11 @@ export class Session {
         case 'error':
           if (ev.fatal) this.failed = true;
           return this.hooks.error(ev.message, ev.fatal);
+        case 'nospace':
+          return this.onNoSpace(ev);
         case 'end':
           clearInterval(this.segmentTimer);
+          clearInterval(this.noSpaceTimer);
           return this.resolveFinished(!this.failed);
       }
     } catch (err) {
@@ -99,7 +133,25 @@ export class Session {
       committed: 0, // set by the first batch, before any segment is due
       pendingSegment: false,
       lastSegmentAt: Date.now(),
+      indexBytes: 0,
     });
+    if (this.limit) {
+      this.granted--;
+      this.grantFiles();
+    }
+  }
+
+  /** Lets the writer create one more file once its room is claimed; false when there is none. */
+  private grantFile(): boolean {
+    if (!this.limit || !this.limit.budget.claim(this.limit.fileClaim)) return false;
+    this.granted++;
+    this.recorder.grantFiles(1);
+    return true;
+  }
+
+  /** Keeps the file being written and the next one paid for. */
+  private grantFiles(): void {
+    while (this.limit && this.granted < 2 && this.grantFile());
   }
 
   private onBatch(ev: BatchEvent): void {
@@ -112,9 +164,21 @@ export class Session {
   }
 
   private commitSegment(f: OpenFile): void {
-    f.index.append(f.builder.segment(f.committed));
+    const segment = f.builder.segment(f.committed);
     f.pendingSegment = false;
     f.lastSegmentAt = Date.now();
+    const budget = this.limit?.budget;
+    const grow = budget ? budget.blocks(f.indexBytes + segment.length + 8) - budget.blocks(f.indexBytes) : 0;
+    // A segment that does not fit is skipped: readers see the file a second
+    // later, and the final index holds everything.
+    if (budget && !budget.take(grow)) return;
+    try {
+      f.index.append(segment);
+      f.indexBytes += segment.length + 8;
+    } catch (err) {
+      budget?.release(grow);
+      this.hooks.error(`cannot extend ${f.path}${INDEX_SUFFIX}: ${(err as Error).message}`, false);
+    }
   }
 
   private commitDueSegments(): void {
@@ -129,16 +193,83 @@ export class Session {
     this.files.delete(ev.file);
     f.index.close();
     const finalIndex = f.builder.finish(ev.bytes);
-    const finalPath = this.dumpSet.publish({
+    const span = { minNs: f.builder.minNs, maxNs: f.builder.maxNs };
+    const budget = this.limit?.budget;
+    let taken = 0;
+    if (budget) {
+      // The promise for this file becomes what it really takes; its index
+      // and any new timeline directories are paid for before they are written.
+      budget.unclaim(this.limit!.fileClaim);
+      budget.adjust(diskBytes(f.path));
+      const dirs = slotsFor(span.minNs, span.maxNs, this.dumpSet.localTime).length + 2;
+      taken = budget.blocks(finalIndex.length + 8) + dirs * budget.blockSize;
+      if (!budget.take(taken)) taken = -1;
+    }
+    const published = this.dumpSet.publish({
       partPath: f.path,
-      writeIndex: (p) => writeIndexFile(p, finalIndex),
-      minNs: f.builder.minNs,
-      maxNs: f.builder.maxNs,
+      writeIndex: (p) => this.writeFinalIndex(p, finalIndex, taken >= 0),
+      minNs: span.minNs,
+      maxNs: span.maxNs,
     });
+    if (budget) {
+      const idx = diskBytes(published.path + INDEX_SUFFIX);
+      const made = published.made.reduce((sum, p) => sum + diskBytes(p), 0);
+      budget.adjust(idx + made - Math.max(taken, 0) - budget.blocks(f.indexBytes));
+      budget.addFile(published.path, diskBytes(published.path) + idx, span);
+    }
     this.totals.files++;
     this.totals.packets += ev.packets;
     this.totals.bytes += ev.bytes;
     this.totals.flows += f.builder.flowCount;
-    this.hooks.published?.(finalPath, ev.packets, ev.bytes);
+    this.hooks.published?.(published.path, ev.packets, ev.bytes);
+    if (budget?.keepAll && this.granted === 0 && !this.grantFile()) {
+      // -4: the writer has no file left to write into.
+      this.hooks.notice(`disk limit of ${budget.limit} bytes reached and -4 forbids deleting: stopping`);
+      this.limitReached = true;
+      this.recorder.refuseFiles();
+      this.recorder.stop();
+    }
+  }
+
+  /**
+   * A file without its index is still published: extraction scans it, and
+   * npcaprepair rebuilds the index. Only the index is given up, never packets.
+   */
+  private writeFinalIndex(p: string, index: Uint8Array, fits: boolean): void {
+    if (!fits) {
+      this.hooks.error(`${p} not written: no room within the disk limit (npcaprepair rebuilds it)`, false);
+      return;
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return writeIndexFile(p, index);
+      } catch (err) {
+        const full = ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '');
+        if (full && attempt < 3 && this.limit?.budget.deleteOldest()) continue;
+        this.hooks.error(`${p} not written: ${(err as Error).message} (npcaprepair rebuilds it)`, false);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Someone else filled the file system: our own oldest files go, one every
+   * 100 ms, until the writer gets on again; the ring meanwhile holds what it can.
+   */
+  private onNoSpace(ev: NoSpaceEvent): void {
+    if (!ev.full) {
+      clearInterval(this.noSpaceTimer);
+      this.noSpaceTimer = undefined;
+      this.hooks.notice(`writing again after ${((Date.now() - this.noSpaceSince) / 1000).toFixed(1)} s without space`);
+      return;
+    }
+    this.noSpaceSince = Date.now();
+    let waiting = false;
+    this.hooks.notice(`file system full writing ${ev.path} (${ev.message}): deleting the oldest files`);
+    this.noSpaceTimer = setInterval(() => {
+      if (this.limit?.budget.deleteOldest() || waiting) return;
+      waiting = true;
+      this.hooks.notice('no file of ours left to delete; waiting for space');
+    }, 100);
   }
 }
