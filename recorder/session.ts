@@ -13,7 +13,8 @@ const SEGMENT_INTERVAL_MS = 1000;
 interface OpenFile {
   path: string;
   builder: IndexBuilder;
-  index: SegmentedIndex;
+  /** Undefined when it could not be created (disk full): the file is searchable once published. */
+  index: SegmentedIndex | undefined;
   committed: number;
   pendingSegment: boolean;
   lastSegmentAt: number;
@@ -126,18 +127,36 @@ export class Session {
   }
 
   private onOpen(ev: FileOpenEvent): void {
+    if (this.limit) {
+      this.granted--;
+      this.grantFiles();
+    }
     this.files.set(ev.file, {
       path: ev.path,
       builder: new IndexBuilder({ linktype: ev.linktype, nano: ev.nano, snaplen: ev.snaplen }),
-      index: createSegmentedIndex(ev.path + INDEX_SUFFIX),
+      index: this.whileFull(`cannot create ${ev.path}${INDEX_SUFFIX}`, () => createSegmentedIndex(ev.path + INDEX_SUFFIX)),
       committed: 0, // set by the first batch, before any segment is due
       pendingSegment: false,
       lastSegmentAt: Date.now(),
       indexBytes: 0,
     });
-    if (this.limit) {
-      this.granted--;
-      this.grantFiles();
+  }
+
+  /**
+   * Runs a write of ours; when the file system is full, our oldest files make
+   * room and it is tried again. A write that still fails is reported and
+   * given up (undefined): it only ever concerns an index, never packets.
+   */
+  private whileFull<T>(what: string, write: () => T): T | undefined {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return write();
+      } catch (err) {
+        const full = ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '');
+        if (full && attempt < 3 && this.limit?.budget.deleteOldest()) continue;
+        this.hooks.error(`${what}: ${(err as Error).message}`, false);
+        return undefined;
+      }
     }
   }
 
@@ -171,13 +190,12 @@ export class Session {
     const grow = budget ? budget.blocks(f.indexBytes + segment.length + 8) - budget.blocks(f.indexBytes) : 0;
     // A segment that does not fit is skipped: readers see the file a second
     // later, and the final index holds everything.
-    if (budget && !budget.take(grow)) return;
-    try {
-      f.index.append(segment);
-      f.indexBytes += segment.length + 8;
-    } catch (err) {
+    if (!f.index || (budget && !budget.take(grow))) return;
+    const index = f.index;
+    if (this.whileFull(`cannot extend ${f.path}${INDEX_SUFFIX}`, () => index.append(segment) ?? true) === undefined) {
       budget?.release(grow);
-      this.hooks.error(`cannot extend ${f.path}${INDEX_SUFFIX}: ${(err as Error).message}`, false);
+    } else {
+      f.indexBytes += segment.length + 8;
     }
   }
 
@@ -191,7 +209,7 @@ export class Session {
     const f = this.files.get(ev.file);
     if (!f) return;
     this.files.delete(ev.file);
-    f.index.close();
+    f.index?.close();
     const finalIndex = f.builder.finish(ev.bytes);
     const span = { minNs: f.builder.minNs, maxNs: f.builder.maxNs };
     const budget = this.limit?.budget;
@@ -236,20 +254,9 @@ export class Session {
    * npcaprepair rebuilds the index. Only the index is given up, never packets.
    */
   private writeFinalIndex(p: string, index: Uint8Array, fits: boolean): void {
-    if (!fits) {
-      this.hooks.error(`${p} not written: no room within the disk limit (npcaprepair rebuilds it)`, false);
-      return;
-    }
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return writeIndexFile(p, index);
-      } catch (err) {
-        const full = ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '');
-        if (full && attempt < 3 && this.limit?.budget.deleteOldest()) continue;
-        this.hooks.error(`${p} not written: ${(err as Error).message} (npcaprepair rebuilds it)`, false);
-        return;
-      }
-    }
+    const why = `${p} not written (npcaprepair rebuilds it)`;
+    if (!fits) this.hooks.error(`${why}: no room within the disk limit`, false);
+    else this.whileFull(why, () => writeIndexFile(p, index));
   }
 
   /**
