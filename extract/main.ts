@@ -15,7 +15,7 @@ import { FlowTable, formatJsonLines, formatTable } from './flows';
 import { describePlan, planFlow, Tri } from './planner';
 import { coalesce, FilePlan, FlowTest, planFile } from './plan';
 import { ByteRange, Packet, readRanges, ReadStats } from './read';
-import { formatNs, formatsHelp, nowNs, parseTime, TimeError } from './time';
+import { EmptyRangeError, formatNs, formatsHelp, parseRange, TimeError } from './time';
 
 const NAME = 'npcapextract';
 
@@ -103,17 +103,15 @@ async function main(): Promise<number> {
   const flags = parseArgs(process.argv);
   const warn = (m: string): void => void process.stderr.write(`${NAME}: warning: ${m}\n`);
 
-  const now = nowNs();
   let beginNs: bigint;
   let endNs: bigint;
   try {
-    beginNs = parseTime(flags.begin, flags.localTime, now);
-    endNs = parseTime(flags.end, flags.localTime, now);
+    ({ beginNs, endNs } = parseRange(flags.begin, flags.end, flags.localTime));
   } catch (err) {
     if (err instanceof TimeError) throw new CliError(err.message, ExtractExit.time);
+    if (err instanceof EmptyRangeError) throw new CliError(err.message, ExtractExit.range);
     throw err;
   }
-  if (endNs <= beginNs) throw new CliError(`empty range: end ${formatNs(endNs)} is not after begin ${formatNs(beginNs)}`, ExtractExit.range);
 
   const target = flags.stdout ? '-' : flags.output;
   if (!target && !flags.list && !flags.flows) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);

@@ -3,6 +3,9 @@
 
 export class TimeError extends Error {}
 
+/** A begin that is not before its end. */
+export class EmptyRangeError extends Error {}
+
 const NS_PER_S = 1_000_000_000n;
 const UNITS: Record<string, bigint> = { s: 1n, m: 60n, h: 3600n, d: 86400n, w: 604800n };
 
@@ -57,6 +60,15 @@ export function parseTime(text: string, localTime: boolean, nowNs: bigint): bigi
   const check = localTime && !zone ? new Date(Y, M - 1, D) : new Date(Date.UTC(Y, M - 1, D));
   if ((localTime && !zone ? check.getDate() : check.getUTCDate()) !== D) throw new TimeError(`bad time '${text}': no such day`);
   return BigInt(ms) * 1_000_000n + fractionNs(frac);
+}
+
+/** -b and -e of a command line: [begin, end) in ns, with one "now" for both. */
+export function parseRange(begin: string, end: string, localTime: boolean): { beginNs: bigint; endNs: bigint } {
+  const now = nowNs();
+  const beginNs = parseTime(begin, localTime, now);
+  const endNs = parseTime(end, localTime, now);
+  if (endNs <= beginNs) throw new EmptyRangeError(`empty range: end ${formatNs(endNs)} is not after begin ${formatNs(beginNs)}`);
+  return { beginNs, endNs };
 }
 
 /** Current time in ns. */

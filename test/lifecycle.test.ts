@@ -255,3 +255,38 @@ test('extraction after a repair equals tcpdump on the same files', async () => {
   assert.equal(r.stderr, '', 'every index is usable again: no file is scanned');
   assertSameRecords(readPcap(out).records, await expectedExtraction([storage], 'tcp', 0n, 4_000_000_000_000_000_000n));
 });
+
+describe('npcapmanage', () => {
+  test('lists the files of a range, deletes them with their indexes and links, and refuses bad input', async () => {
+    const storage = newDir();
+    const timeline = path.join(storage, 'timeline');
+    await importInto(storage, fixture('android.pcap').path, ['-N', '100']);
+    const files = publishedFiles(storage);
+    assert.equal(files.length, 5);
+    const all = await runTool('npcapmanage', ['-t', timeline, '-b', '0', '-e', '4000000000']);
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual(all.stdout.trim().split('\n').map((l) => l.split(' ')[0]), files);
+    assert.match(all.stderr, /^npcapmanage: 5 files, \d+ bytes with their indexes\n$/);
+
+    // The first file ends at 10:47:47.723627; a range starting just after it leaves it alone.
+    const r = await runTool('npcapmanage', ['-t', timeline, '-b', '2020-02-23 10:47:47.7237', '-e', '2020-02-23 10:47:51.5', '-d']);
+    assert.equal(r.code, 0, r.stderr);
+    const deleted = r.stdout.trim().split('\n').map((l) => l.split(' ')[1]);
+    assert.deepEqual(deleted, files.slice(1, 4));
+    assert.deepEqual(publishedFiles(storage), [files[0], files[4]]);
+    for (const f of deleted) assert.ok(!fs.existsSync(f!) && !fs.existsSync(f + '.idx'));
+    const repair = await runTool('npcaprepair', [storage, timeline]);
+    assert.deepEqual([repair.code, repair.stdout], [0, ''], 'no link was left behind');
+
+    for (const [args, code] of [
+      [['-b', 'yesterday-ish', '-e', 'now'], 5],
+      [['-b', '-1h', '-e', '-2h'], 6],
+    ] as const) {
+      const bad = await runTool('npcapmanage', ['-t', timeline, ...args]);
+      assert.equal(bad.code, code, bad.stderr);
+      assert.equal(bad.stderr.split('\n').length, 2);
+    }
+    const notTimeline = await runTool('npcapmanage', ['-t', work, '-b', '0', '-e', '1']);
+    assert.equal(notTimeline.code, 3);
+  });
+});
