@@ -175,10 +175,10 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
     assert.ok(extracted.length > 10_000, `${extracted.length} packets in the newest 5 s`);
   });
 
-  test('a file system filled by someone else: our oldest files go and recording goes on', async () => {
+  test('a file system filled by someone else: our oldest files go, recording goes on, and a restart copes', async () => {
     const mnt = smallFs(48);
     const storage = path.join(mnt, 'dump');
-    const rec = await startRecorder(storage, ['-p', '1', '--disk-limit', '90%']);
+    let rec = await startRecorder(storage, ['-p', '1', '--disk-limit', '90%']);
     let replayer = loopReplay(16);
     await sleep(3000);
     // Leave about 4 MB free: far less than the limit allows us.
@@ -186,9 +186,15 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
     const foreign = path.join(mnt, 'foreign.bin');
     execFileSync('fallocate', ['-l', String(free - 4 * 2 ** 20), foreign]);
     await sleep(6000);
-    const whileFull = publishedFiles(storage);
     assert.match(rec.stderr(), /file system full writing .*: deleting the oldest files/);
     assert.equal(rec.child.exitCode, null, 'still running');
+    // A restart while the disk is still full of someone else's data.
+    rec.child.kill('SIGTERM');
+    assert.equal(await exitOf(rec.child), 0, rec.stderr());
+    const whileFull = publishedFiles(storage);
+    rec = await startRecorder(storage, ['-p', '1', '--disk-limit', '90%']);
+    await sleep(3000);
+    assert.equal(rec.child.exitCode, null, 'running after a restart on a full disk');
     fs.rmSync(foreign);
     await sleep(3000);
     await stopReplay(replayer);
@@ -198,7 +204,8 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
     rec.child.kill('SIGTERM');
     assert.equal(await exitOf(rec.child).catch((e: Error) => e.message + rec.stderr()), 0, rec.stderr());
     const after = publishedFiles(storage);
-    assert.ok(after.some((f) => !whileFull.includes(f)), 'files are published after the disk was full');
+    assert.ok(after.some((f) => !whileFull.includes(f)), 'files are published after the restart');
+    assert.deepEqual(fs.readdirSync(storage).filter((f) => f.includes('.part')), []);
     for (const f of after) {
       const check = await runTool('npcapprintindex', ['-c', '-i', f + '.idx']);
       assert.equal(check.code, 0, `${f}: ${check.stdout}`);
