@@ -102,7 +102,7 @@ interface NativeRecorder {
 }
 
 interface NativeFilter {
-  scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): Uint32Array;
+  collect(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): [Buffer, Uint32Array];
 }
 
 interface Addon {
@@ -137,9 +137,11 @@ export class Recorder {
 
 export const libpcapVersion = (): string => addon.libpcapVersion();
 
-/** The records of one scan: where the kept ones start, and where walking stopped. */
+/** The records of one scan. */
 export interface ScanResult {
-  /** Positions in the buffer of the records kept, in buffer order. */
+  /** The kept records (16-byte header and data each), copied back to back. */
+  records: Buffer;
+  /** Where each kept record started in the scanned buffer, in buffer order. */
   kept: Uint32Array;
   /** Position just after the last whole record walked. */
   next: number;
@@ -164,7 +166,7 @@ export class PacketFilter {
    * `nano` is the file's precision; the range is [beginNs, endNs).
    */
   scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): ScanResult {
-    const out = this.native.scan(buf, start, last, beginNs, endNs, nano);
-    return { kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
+    const [records, out] = this.native.collect(buf, start, last, beginNs, endNs, nano);
+    return { records, kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
   }
 }
