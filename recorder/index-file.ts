@@ -298,6 +298,12 @@ class VarintReader {
 
   /** An unsigned value below 2^53. */
   uv(): number {
+    // Most values fit one byte: planning decodes every flow of every file in range.
+    const first = this.bytes[this.pos];
+    if (first !== undefined && first < 0x80) {
+      this.pos++;
+      return first;
+    }
     let value = 0;
     for (let mul = 1; ; mul *= 128) {
       const b = this.byte();
@@ -311,6 +317,13 @@ class VarintReader {
 
   /** An unsigned 64-bit value into (hi, lo). */
   uv64(): void {
+    const first = this.bytes[this.pos];
+    if (first !== undefined && first < 0x80) {
+      this.pos++;
+      this.hi = 0;
+      this.lo = first;
+      return;
+    }
     let lo = 0, hi = 0;
     for (let shift = 0; ; shift += 7) {
       if (shift > 63) this.fail(`${this.what}: value too large`);
@@ -344,7 +357,17 @@ class VarintReader {
   }
 
   skip(values: number): void {
-    for (let left = values; left > 0;) if (this.byte() < 0x80) left--;
+    // A tight loop: skipping the offsets of every flow is most of decoding an index.
+    const bytes = this.bytes;
+    let pos = this.pos;
+    for (let left = values; left > 0; pos++) {
+      if (pos >= bytes.length) {
+        this.pos = pos;
+        this.fail(`${this.what}: ends inside a value`);
+      }
+      if (bytes[pos]! < 0x80) left--;
+    }
+    this.pos = pos;
   }
 
   done(): void {
