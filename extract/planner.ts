@@ -32,7 +32,7 @@
 // when every leaf of the expression was decided for the flow (a decided leaf
 // reads only bytes the index proves present).
 import { Dir, ETHERTYPE_ARP, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_RARP, Expr, Leaf, leaves } from './expression';
-import type { FlowColumns, FlowView, IndexView } from '../recorder/index-file';
+import type { FlowColumns, FlowView } from '../recorder/index-file';
 import { META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN } from '../recorder/packet-meta';
 
 export type Tri = 'true' | 'false' | 'unknown';
@@ -327,28 +327,6 @@ export function columnPlanner(expr: Expr, cols: FlowColumns, linktype: number): 
     }
     return verdict(expr, f);
   };
-}
-
-export interface IndexPlan {
-  /** Per flow of the index, in flow order. */
-  verdicts: Tri[];
-  counts: Record<Tri, number>;
-  /** Packets of the flows that may match ('true' or 'unknown'). */
-  candidatePackets: number;
-}
-
-/** planFlow over a whole index; a file whose flows are all 'false' need not be opened. */
-export function planIndex(expr: Expr, index: IndexView): IndexPlan {
-  const counts: Record<Tri, number> = { true: 0, false: 0, unknown: 0 };
-  const verdicts: Tri[] = [];
-  let candidatePackets = 0;
-  for (const flow of index.flows()) {
-    const v = planFlow(expr, flow, index.linktype);
-    verdicts.push(v);
-    counts[v]++;
-    if (v !== F) candidatePackets += flow.packets;
-  }
-  return { verdicts, counts, candidatePackets };
 }
 
 export interface PlanPart {
