@@ -12,9 +12,9 @@ import { Origin, Output } from './output';
 import { Progress } from './progress';
 import { parseFilter } from './expression';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
-import { describePlan, planFlow, Tri } from './planner';
+import { columnPlanner, describePlan, planFlow, Tri } from './planner';
 import { coalesce, FilePlan, FlowTest, planFile } from './plan';
-import { ByteRange, Packet, readRanges, ReadStats } from './read';
+import { Batch, batchOf, ByteRange, packetsOf, readRanges, ReadStats } from './read';
 import { EmptyRangeError, formatNs, formatsHelp, parseRange, TimeError } from './time';
 
 const NAME = 'npcapextract';
@@ -161,7 +161,12 @@ async function main(): Promise<number> {
   const expr = parseFilter(filterText);
   const described = describePlan(expr);
   const mayMatch = (index: IndexView): FlowTest | undefined =>
-    described.canSkip ? (flow) => planFlow(expr, flow, index.linktype) !== 'false' : undefined;
+    described.canSkip
+      ? (cols) => {
+          const judge = columnPlanner(expr, cols, index.linktype);
+          return (j) => judge(j) !== 'false';
+        }
+      : undefined;
   const stats: ReadStats = { bytesRead: 0, reads: 0 };
   const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({
     o,
@@ -221,7 +226,7 @@ async function main(): Promise<number> {
     const filter = filterFor(header.linktype, header.snaplen);
     const end = header.end;
     const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: end }];
-    const read = (): Iterator<Packet> => {
+    const read = (): Iterator<Batch> => {
       // Opened only when the merge reaches the file: the files not needed are never opened.
       const fd = openDumpFile(file);
       filesOpened++;
@@ -229,17 +234,17 @@ async function main(): Promise<number> {
       return closeAfter(gen, fd);
     };
     if (index?.ordered) {
-      sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, packets: read });
+      sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, batches: read });
     } else {
       const all = sortedPackets({ [Symbol.iterator]: read });
-      if (all.length) sources.push({ firstNs: all[0]!.tsNs, lastNs: all[all.length - 1]!.tsNs, packets: () => all[Symbol.iterator]() });
+      if (all.length) sources.push({ firstNs: all[0]!.tsNs, lastNs: all[all.length - 1]!.tsNs, batches: () => all.map(batchOf)[Symbol.iterator]() });
     }
   }
 
   const totalBytes = toRead.reduce((n, p, i) => n + (p.plan ? p.plan.bytes : headers[i]!.end), 0);
   const progress = new Progress(stats, totalBytes, toRead.length);
-  for (const packet of mergeByTime(sources)) {
-    await output.write(packet);
+  for (const batch of mergeByTime(sources)) {
+    await output.writeBatch(batch);
     progress.tick(filesOpened);
   }
   progress.done();
@@ -271,7 +276,9 @@ function listFlows(
     if (!toRead.size) continue;
     const fd = openDumpFile(file);
     const reading = { fd, end: info.end, filter: filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
-    for (const p of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) table.countPacket(p, toRead);
+    for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) {
+      for (const p of packetsOf(b)) table.countPacket(p, toRead);
+    }
   }
   const conns = table.connections();
   process.stdout.write(json ? formatJsonLines(conns) : formatTable(conns));
@@ -279,7 +286,7 @@ function listFlows(
   return Exit.ok;
 }
 
-function* closeAfter(gen: Generator<Packet>, fd: number): Generator<Packet> {
+function* closeAfter(gen: Generator<Batch>, fd: number): Generator<Batch> {
   try {
     yield* gen;
   } finally {

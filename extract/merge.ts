@@ -1,14 +1,15 @@
 // Output order: by timestamp, ties in file order. Files that do not overlap
-// in time are streamed one after the other; overlapping ones (several
-// timelines, or imports) are merged with a heap, never all held in memory.
-import { Packet } from './read';
+// in time are streamed one after the other, batch by batch as read;
+// overlapping ones (several timelines, or imports) are merged packet by
+// packet with a heap, never all held in memory.
+import { Batch, batchOf, Packet, packetsOf } from './read';
 
 export interface Source {
   /** Earliest and latest packet time the source may yield. */
   firstNs: bigint;
   lastNs: bigint;
-  /** Yields packets in timestamp order. */
-  packets: () => Iterator<Packet>;
+  /** Yields batches whose packets are in timestamp order. */
+  batches: () => Iterator<Batch>;
 }
 
 interface Head {
@@ -19,9 +20,13 @@ interface Head {
 
 const before = (a: Head, b: Head): boolean => a.packet.tsNs < b.packet.tsNs || (a.packet.tsNs === b.packet.tsNs && a.rank < b.rank);
 
-function* mergeGroup(group: Source[]): Generator<Packet> {
+function* packets(batches: Iterator<Batch>): Generator<Packet> {
+  for (let r = batches.next(); !r.done; r = batches.next()) yield* packetsOf(r.value);
+}
+
+function* mergeGroup(group: Source[]): Generator<Batch> {
   if (group.length === 1) {
-    const it = group[0]!.packets();
+    const it = group[0]!.batches();
     for (let r = it.next(); !r.done; r = it.next()) yield r.value;
     return;
   }
@@ -54,20 +59,20 @@ function* mergeGroup(group: Source[]): Generator<Packet> {
     return top;
   };
   group.forEach((s, rank) => {
-    const it = s.packets();
+    const it = packets(s.batches());
     const r = it.next();
     if (!r.done) push({ packet: r.value, rank, it });
   });
   while (heap.length) {
     const h = pop();
-    yield h.packet;
+    yield batchOf(h.packet);
     const r = h.it.next();
     if (!r.done) push({ packet: r.value, rank: h.rank, it: h.it });
   }
 }
 
 /** Sources in file order (the tie order); yields all their packets by time. */
-export function* mergeByTime(sources: readonly Source[]): Generator<Packet> {
+export function* mergeByTime(sources: readonly Source[]): Generator<Batch> {
   // Stable sort by start keeps file order among equal starts.
   const order = sources.map((s, i) => ({ s, i })).sort((a, b) => (a.s.firstNs < b.s.firstNs ? -1 : a.s.firstNs > b.s.firstNs ? 1 : a.i - b.i));
   let group: { s: Source; i: number }[] = [];
@@ -84,7 +89,7 @@ export function* mergeByTime(sources: readonly Source[]): Generator<Packet> {
 }
 
 /** For a file whose packets are out of time order: all of them, sorted (stable). */
-export function sortedPackets(packets: Iterable<Packet>): Packet[] {
-  const all = [...packets];
+export function sortedPackets(batches: Iterable<Batch>): Packet[] {
+  const all = [...batches].flatMap((b) => [...packetsOf(b)]);
   return all.map((p, i) => ({ p, i })).sort((a, b) => (a.p.tsNs < b.p.tsNs ? -1 : a.p.tsNs > b.p.tsNs ? 1 : a.i - b.i)).map((x) => x.p);
 }

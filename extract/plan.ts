@@ -1,7 +1,7 @@
 // Which stretches of a file to read for a time range and a filter, decided
 // from its index alone. Only reading decisions are made here: anything the
 // index cannot rule out is read, and libpcap decides.
-import { FlowView, IndexView } from '../recorder/index-file';
+import { FlowColumns, IndexView } from '../recorder/index-file';
 import { ByteRange } from './read';
 
 /** Offsets closer than this are read together: one read beats two seeks. */
@@ -13,17 +13,29 @@ export interface FilePlan {
   ranges: ByteRange[];
   /** Bytes of the file the ranges cover. */
   bytes: number;
-  /** Flows that may match, out of those in the time range. */
+  /**
+   * Flows that may match, out of those in the time range, as far as the walk
+   * went: it stops once the matches alone make reading in sequence cheaper.
+   */
   flowsRead: number;
   flowsInRange: number;
   how: 'skip-time' | 'skip-index' | 'flows' | 'sequential';
 }
 
-/** Whether a flow may hold a matching packet (false only when it certainly does not). */
-export type FlowTest = (flow: FlowView) => boolean;
+/** For one segment's flows: whether flow j may hold a matching packet (false only when it certainly does not). */
+export type FlowTest = (cols: FlowColumns) => (j: number) => boolean;
 
 function overlaps(a0: bigint, a1: bigint, beginNs: bigint, endNs: bigint): boolean {
   return a1 >= beginNs && a0 < endNs;
+}
+
+/** (hi, lo) < (hi2, lo2) for ticks held as u32 pairs. */
+const below = (hi: number, lo: number, hi2: number, lo2: number): boolean => hi < hi2 || (hi === hi2 && lo < lo2);
+
+/** The first tick at or after `ns`, as a (hi, lo) pair. */
+function tickAtOrAfter(ns: bigint, unit: bigint): [number, number] {
+  const t = (ns + unit - 1n) / unit;
+  return [Number(t >> 32n), Number(t & 0xffffffffn)];
 }
 
 export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMatch: FlowTest | undefined): FilePlan {
@@ -44,24 +56,36 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   let flowsInRange = 0;
   let flowsRead = 0;
   let flowBytes = 0;
-  const offsets: number[] = [];
-  for (const flow of index.flows()) {
-    if (!overlaps(flow.firstNs, flow.lastNs, beginNs, endNs)) continue;
-    flowsInRange++;
-    if (!mayMatch(flow)) continue;
-    flowsRead++;
-    flowBytes += flow.bytes + 16 * flow.packets;
-    for (const o of index.flowOffsets(flow.index)) offsets.push(o);
+  const sequential = (): FilePlan => ({ ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' });
+  // Flow times against the range, in ticks: last >= begin and first < end.
+  const unit = index.nano ? 1n : 1000n;
+  const [bHi, bLo] = tickAtOrAfter(beginNs, unit);
+  const [eHi, eLo] = tickAtOrAfter(endNs, unit);
+  const candidates: number[] = [];
+  for (const cols of index.flowColumns) {
+    const test = mayMatch(cols);
+    const { minHi, minLo, maxHi, maxLo } = cols;
+    for (let j = 0; j < cols.flowCount; j++) {
+      if (below(maxHi[j]!, maxLo[j]!, bHi, bLo) || !below(minHi[j]!, minLo[j]!, eHi, eLo)) continue;
+      flowsInRange++;
+      if (!test(j)) continue;
+      flowsRead++;
+      flowBytes += cols.flowCap[j]! + 16 * cols.flowPackets[j]!;
+      // Past this share the answer is to read in sequence, whatever the remaining flows say.
+      if (flowBytes > SEQUENTIAL_SHARE * timeBytes) return sequential();
+      candidates.push(cols.base + j);
+    }
   }
   if (flowsRead === 0) return { ...empty('skip-index'), flowsInRange };
-  if (flowBytes > SEQUENTIAL_SHARE * timeBytes) return { ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' };
+  const offsets: number[] = [];
+  for (const i of candidates) for (const o of index.flowOffsets(i)) offsets.push(o);
 
   const ranges = coalesce(offsets, timeRanges);
   // What the reads really cover: coalescing can join sparse matches into
   // one long stretch, and then reading in sequence is the cheaper way.
   const record = index.packets ? 16 + index.bytes / index.packets : 0;
   const bytes = Math.round(ranges.reduce((n, r) => n + r.stop - r.start + record, 0));
-  if (bytes > SEQUENTIAL_SHARE * timeBytes) return { ranges: timeRanges, bytes: timeBytes, flowsRead, flowsInRange, how: 'sequential' };
+  if (bytes > SEQUENTIAL_SHARE * timeBytes) return sequential();
   return { ranges, bytes, flowsRead, flowsInRange, how: 'flows' };
 }
 

@@ -32,7 +32,7 @@
 // when every leaf of the expression was decided for the flow (a decided leaf
 // reads only bytes the index proves present).
 import { Dir, ETHERTYPE_ARP, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_RARP, Expr, Leaf, leaves } from './expression';
-import type { FlowView, IndexView } from '../recorder/index-file';
+import type { FlowColumns, FlowView } from '../recorder/index-file';
 import { META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN } from '../recorder/packet-meta';
 
 export type Tri = 'true' | 'false' | 'unknown';
@@ -84,18 +84,24 @@ function macNumber(s: string | undefined): number | undefined {
 }
 const macOf = (b: Uint8Array): number => b.reduce((v, x) => v * 256 + x, 0);
 
-function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
-  const fl = flow.flags;
+/**
+ * The facts shared by every flow of one class (flags, ethertype, IP
+ * protocol) in a file of this linktype, with the endpoint values zeroed:
+ * the caller fills those in per flow. `addrLength` is the byte length of
+ * both endpoint addresses (undefined when they differ or are absent).
+ */
+function classFacts(linktype: number, flags: number, ethertype: number, ipproto: number, addrLength: number | undefined, hasPorts: boolean): Facts {
+  const fl = flags;
   let ll: number | undefined;
   switch (linktype) {
     case LINKTYPE_ETHERNET:
       // MAC: the frame holds the 14-byte header. Untagged, the flow's ethertype is the type field itself.
-      if (fl & META_MAC) ll = fl & META_VLAN ? TAGGED : flow.ethertype;
+      if (fl & META_MAC) ll = fl & META_VLAN ? TAGGED : ethertype;
       break;
     case LINKTYPE_LINUX_SLL:
     case LINKTYPE_LINUX_SLL2:
       // Set from the protocol field when the header is complete; 0 also stands for "too short".
-      if (flow.ethertype !== 0) ll = flow.ethertype;
+      if (ethertype !== 0) ll = ethertype;
       break;
     case LINKTYPE_RAW:
     case LINKTYPE_RAW_OLD:
@@ -115,28 +121,38 @@ function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
     default:
       break; // the family field differs between systems; never decided
   }
-  // Each view field is decoded on access: read the addresses once.
-  const addrA = flow.addrABytes;
-  const addrB = flow.addrBBytes;
-  const sized = (n: number): boolean => addrA?.length === n && addrB?.length === n;
-  const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0 && sized(4);
-  const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0 && sized(16);
+  const v4 = ll === ETHERTYPE_IP && (fl & META_IPV4) !== 0 && (fl & META_PLAIN) !== 0 && addrLength === 4;
+  const v6 = ll === ETHERTYPE_IPV6 && (fl & META_IPV6) !== 0 && addrLength === 16;
   const plain6 = v6 && (fl & META_PLAIN) !== 0;
-  const num = (b: Uint8Array | undefined): number => (b ? ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0 : 0);
   return {
     llProto: ll,
     v4,
     v6,
-    proto: v4 || plain6 ? flow.ipproto : undefined,
+    proto: v4 || plain6 ? ipproto : undefined,
     fragment: (fl & META_FRAGMENT) !== 0,
-    ports: (fl & META_PORTS) !== 0 && flow.portA !== undefined && flow.portB !== undefined,
-    // The MAC flag means the index holds both MACs; their text is formatted only when a filter needs it.
+    ports: (fl & META_PORTS) !== 0 && hasPorts,
+    // The MAC flag means the index holds both MACs; the caller reads them only when a filter tests them.
     macs: linktype === LINKTYPE_ETHERNET && (fl & META_MAC) !== 0,
-    ip4: v4 ? [num(addrA), num(addrB)] : [0, 0],
-    ip6: v6 ? [addrA, addrB] : [undefined, undefined],
-    port: [flow.portA ?? 0, flow.portB ?? 0],
-    mac: needMacs ? [macNumber(flow.macA), macNumber(flow.macB)] : [undefined, undefined],
+    ip4: [0, 0],
+    ip6: [undefined, undefined],
+    port: [0, 0],
+    mac: [undefined, undefined],
   };
+}
+
+const ip4Of = (b: Uint8Array): number => ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+
+function facts(flow: FlowView, linktype: number, needMacs: boolean): Facts {
+  // Each view field is decoded on access: read the addresses once.
+  const addrA = flow.addrABytes;
+  const addrB = flow.addrBBytes;
+  const addrLength = addrA?.length === addrB?.length ? addrA?.length : undefined;
+  const f = classFacts(linktype, flow.flags, flow.ethertype, flow.ipproto, addrLength, flow.portA !== undefined && flow.portB !== undefined);
+  if (f.v4) f.ip4 = [ip4Of(addrA!), ip4Of(addrB!)];
+  if (f.v6) f.ip6 = [addrA, addrB];
+  f.port = [flow.portA ?? 0, flow.portB ?? 0];
+  if (needMacs) f.mac = [macNumber(flow.macA), macNumber(flow.macB)];
+  return f;
 }
 
 const T: Tri = 'true';
@@ -255,12 +271,14 @@ function evaluate(e: Expr, f: Facts, s: number, seen: { unknown: boolean }): Tri
 
 /** Whether an expression tests MACs (parsing them per flow is the costliest part of facts()). */
 const macUse = new WeakMap<Expr, boolean>();
-
-/** The verdict for every packet of `flow` in a file of this linktype (the index header's). */
-export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
+function testsMacs(expr: Expr): boolean {
   let needMacs = macUse.get(expr);
   if (needMacs === undefined) macUse.set(expr, (needMacs = leaves(expr).some((l) => l.kind === 'mac')));
-  const f = facts(flow, linktype, needMacs);
+  return needMacs;
+}
+
+/** The verdict over both directions of a flow: their common value, and 'true' only when every leaf was decided. */
+function verdict(expr: Expr, f: Facts): Tri {
   const seen = { unknown: false };
   const ab = evaluate(expr, f, 0, seen);
   if (ab === U) return U;
@@ -269,26 +287,46 @@ export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
   return ab === T && seen.unknown ? U : ab;
 }
 
-export interface IndexPlan {
-  /** Per flow of the index, in flow order. */
-  verdicts: Tri[];
-  counts: Record<Tri, number>;
-  /** Packets of the flows that may match ('true' or 'unknown'). */
-  candidatePackets: number;
+/** The verdict for every packet of `flow` in a file of this linktype (the index header's). */
+export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
+  return verdict(expr, facts(flow, linktype, testsMacs(expr)));
 }
 
-/** planFlow over a whole index; a file whose flows are all 'false' need not be opened. */
-export function planIndex(expr: Expr, index: IndexView): IndexPlan {
-  const counts: Record<Tri, number> = { true: 0, false: 0, unknown: 0 };
-  const verdicts: Tri[] = [];
-  let candidatePackets = 0;
-  for (const flow of index.flows()) {
-    const v = planFlow(expr, flow, index.linktype);
-    verdicts.push(v);
-    counts[v]++;
-    if (v !== F) candidatePackets += flow.packets;
-  }
-  return { verdicts, counts, candidatePackets };
+/**
+ * The verdict on flow j of a segment's columns: planFlow without building a
+ * FlowView. The facts of each class are made once (the returned function
+ * keeps them) and only the endpoint values are set per flow.
+ */
+export function columnPlanner(expr: Expr, cols: FlowColumns, linktype: number): (j: number) => Tri {
+  const needMacs = testsMacs(expr);
+  const byClass = Array.from(cols.classFlags, (flags, c) => {
+    const addrLength = flags & META_IPV4 ? 4 : flags & META_IPV6 ? 16 : undefined;
+    return classFacts(linktype, flags, cols.classEther[c]!, cols.classProto[c]!, addrLength, true);
+  });
+  const { ipv4, ipv6, macPairs } = cols;
+  const mac = (at: number): number => macOf(macPairs.subarray(at, at + 6));
+  return (j) => {
+    const c = cols.flowClass[j]!;
+    const flags = cols.classFlags[c]!;
+    const f = byClass[c]!;
+    const a = cols.addrA[j]!, b = cols.addrB[j]!;
+    if (f.v4) {
+      f.ip4[0] = ipv4[a]!;
+      f.ip4[1] = ipv4[b]!;
+    } else if (f.v6) {
+      f.ip6[0] = ipv6.subarray(16 * a, 16 * a + 16);
+      f.ip6[1] = ipv6.subarray(16 * b, 16 * b + 16);
+    }
+    // As FlowView: a flow without the PORTS flag has no ports (and 0 stands in).
+    const ports = (flags & META_PORTS) !== 0;
+    f.port[0] = ports ? cols.portA[j]! : 0;
+    f.port[1] = ports ? cols.portB[j]! : 0;
+    if (needMacs && f.macs) {
+      f.mac[0] = mac(12 * cols.mac[j]!);
+      f.mac[1] = mac(12 * cols.mac[j]! + 6);
+    }
+    return verdict(expr, f);
+  };
 }
 
 export interface PlanPart {

@@ -10,17 +10,49 @@ export interface ByteRange {
   stop: number;
 }
 
-/** One kept packet: its pcap record (16-byte header + data, as in its file) and its time. */
+/**
+ * The packets kept from one read: their pcap records (16-byte header + data,
+ * as in their file) back to back, so that a sequential read hands over one
+ * buffer per read instead of one object per packet.
+ */
+export interface Batch {
+  records: Buffer;
+  /** Where each record starts in its file, in file order. */
+  offsets: ArrayLike<number>;
+  /** The records' fraction fields count nanoseconds (their file is nanosecond pcap). */
+  nano: boolean;
+  /** Which output origin (timeline and link type) the packets belong to. */
+  origin: number;
+}
+
+/** One kept packet, as the merge and the flow listing see it. */
 export interface Packet {
   tsNs: bigint;
+  /** Its record: 16-byte header + data. */
   record: Buffer;
-  /** The record's fraction field counts nanoseconds (its file is nanosecond pcap). */
   nano: boolean;
-  /** Which output origin (timeline and link type) the packet belongs to. */
   origin: number;
   /** Where the record starts in its file. */
   offset: number;
 }
+
+/** A record's time in nanoseconds. */
+export function recordNs(record: Uint8Array, at: number, nano: boolean): bigint {
+  const v = new DataView(record.buffer, record.byteOffset + at, 8);
+  return BigInt(v.getUint32(0, true)) * 1_000_000_000n + BigInt(v.getUint32(4, true)) * (nano ? 1n : 1000n);
+}
+
+/** The packets of a batch one by one (their records are views into the batch). */
+export function* packetsOf(b: Batch): Generator<Packet> {
+  for (let i = 0, at = 0; i < b.offsets.length; i++) {
+    const end = at + 16 + b.records.readUInt32LE(at + 8);
+    yield { tsNs: recordNs(b.records, at, b.nano), record: b.records.subarray(at, end), nano: b.nano, origin: b.origin, offset: b.offsets[i]! };
+    at = end;
+  }
+}
+
+/** A single packet as a batch (what merging overlapping files yields). */
+export const batchOf = (p: Packet): Batch => ({ records: p.record, offsets: [p.offset], nano: p.nano, origin: p.origin });
 
 /** What one file's reading needs besides the ranges. */
 export interface FileReading {
@@ -46,12 +78,11 @@ export interface ReadStats {
   reads: number;
 }
 
-/** Yields the kept packets of `ranges` (in file order, sorted and not overlapping). */
-export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats: ReadStats): Generator<Packet> {
+/** Yields the kept packets of `ranges` (in file order, sorted and not overlapping), one batch per read. */
+export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats: ReadStats): Generator<Batch> {
   const { fd, filter, beginNs, endNs, nano, origin } = f;
   const fileEnd = f.end;
-  const unit = nano ? 1n : 1000n;
-  // One read buffer per file, grown as needed: kept packets are copied out.
+  // One read buffer per file, grown as needed: kept records are copied out by the scan.
   let scratch = Buffer.allocUnsafe(0);
   for (const range of ranges) {
     let pos = Math.max(range.start, PCAP_HEADER);
@@ -66,10 +97,9 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
       stats.reads++;
       const view = buf.subarray(0, got);
       const r = filter.scan(view, 0, stop - pos - 1, beginNs, endNs, nano);
-      for (const at of r.kept) {
-        const caplen = view.readUInt32LE(at + 8);
-        const tsNs = BigInt(view.readUInt32LE(at)) * 1_000_000_000n + BigInt(view.readUInt32LE(at + 4)) * unit;
-        yield { tsNs, record: Buffer.from(view.subarray(at, at + 16 + caplen)), nano, origin, offset: pos + at };
+      if (r.kept.length) {
+        const base = pos;
+        yield { records: r.records, offsets: Float64Array.from(r.kept, (at) => base + at), nano, origin };
       }
       if (r.next === 0) {
         // Not one whole record in the buffer: the next record is larger than

@@ -130,7 +130,7 @@ interface NativeRecordsMeta {
 }
 
 interface NativeFilter {
-  scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): Uint32Array;
+  collect(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): [Buffer, Uint32Array];
 }
 
 interface Addon {
@@ -201,9 +201,11 @@ export function recordsMeta(buf: Uint8Array, fileOffset: number, linktype: numbe
   return { meta: r.meta, count: r.count, next: r.next, stop: STOPS[r.stop]! };
 }
 
-/** The records of one scan: where the kept ones start, and where walking stopped. */
+/** The records of one scan. */
 export interface ScanResult {
-  /** Positions in the buffer of the records kept, in buffer order. */
+  /** The kept records (16-byte header and data each), copied back to back. */
+  records: Buffer;
+  /** Where each kept record started in the scanned buffer, in buffer order. */
   kept: Uint32Array;
   /** Position just after the last whole record walked. */
   next: number;
@@ -228,7 +230,7 @@ export class PacketFilter {
    * `nano` is the file's precision; the range is [beginNs, endNs).
    */
   scan(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): ScanResult {
-    const out = this.native.scan(buf, start, last, beginNs, endNs, nano);
-    return { kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
+    const [records, out] = this.native.collect(buf, start, last, beginNs, endNs, nano);
+    return { records, kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
   }
 }

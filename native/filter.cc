@@ -22,7 +22,7 @@ inline uint32_t rd32(const uint8_t* p) {
 }  // namespace
 
 Napi::Function Filter::Define(Napi::Env env) {
-  return DefineClass(env, "Filter", {InstanceMethod("scan", &Filter::Scan)});
+  return DefineClass(env, "Filter", {InstanceMethod("collect", &Filter::Collect)});
 }
 
 Filter::Filter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Filter>(info) {
@@ -45,22 +45,12 @@ Filter::~Filter() {
   if (compiled_) pcap_freecode(&prog_);
 }
 
-// scan(buf, start, last, beginNs, endNs, nano) walks the records of buf from
-// `start`, up to and including the one at `last` (or while whole records
-// remain), and returns [positions of kept records..., position after the
-// last whole record walked] as a Float64Array-friendly number array.
-Napi::Value Filter::Scan(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto buf = info[0].As<Napi::Uint8Array>();
-  size_t pos = size_t(info[1].As<Napi::Number>().Int64Value());
-  size_t last = size_t(info[2].As<Napi::Number>().Int64Value());
-  bool lossless;
-  uint64_t begin = info[3].As<Napi::BigInt>().Uint64Value(&lossless);
-  uint64_t end = info[4].As<Napi::BigInt>().Uint64Value(&lossless);
-  uint64_t unit = info[5].ToBoolean().Value() ? 1 : 1000;
-  const uint8_t* data = buf.Data();
-  size_t len = buf.ByteLength();
-  std::vector<uint32_t> kept;
+// Walks the records of `data` from `pos`, up to and including the one at
+// `last` (or while whole records remain), appending the positions of those in
+// [begin, end) that the program accepts to `kept`. Returns the position after
+// the last whole record walked.
+size_t Filter::Walk(const uint8_t* data, size_t len, size_t pos, size_t last, uint64_t begin, uint64_t end, uint64_t unit,
+                    std::vector<uint32_t>& kept) const {
   while (pos <= last && pos + 16 <= len) {
     uint32_t caplen = rd32(data + pos + 8);
     // An all-zero length is where the data of a file being written ends
@@ -82,10 +72,41 @@ Napi::Value Filter::Scan(const Napi::CallbackInfo& info) {
     }
     pos += 16 + caplen;
   }
-  auto out = Napi::Uint32Array::New(env, kept.size() + 1);
-  if (!kept.empty()) memcpy(out.Data(), kept.data(), kept.size() * 4);
-  out[kept.size()] = uint32_t(pos);
-  return out;
+  return pos;
+}
+
+// collect(buf, start, last, beginNs, endNs, nano) -> [records, positions]:
+// the kept records copied back to back into one new buffer (so that a
+// sequential read costs no per-packet JS), and a Uint32Array of where each
+// started in buf followed by the position after the last whole record walked.
+Napi::Value Filter::Collect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto buf = info[0].As<Napi::Uint8Array>();
+  size_t pos = size_t(info[1].As<Napi::Number>().Int64Value());
+  size_t last = size_t(info[2].As<Napi::Number>().Int64Value());
+  bool lossless;
+  uint64_t begin = info[3].As<Napi::BigInt>().Uint64Value(&lossless);
+  uint64_t end = info[4].As<Napi::BigInt>().Uint64Value(&lossless);
+  uint64_t unit = info[5].ToBoolean().Value() ? 1 : 1000;
+  const uint8_t* data = buf.Data();
+  std::vector<uint32_t> kept;
+  size_t next = Walk(data, buf.ByteLength(), pos, last, begin, end, unit, kept);
+  size_t bytes = 0;
+  for (uint32_t at : kept) bytes += 16 + rd32(data + at + 8);
+  auto records = Napi::Buffer<uint8_t>::New(env, bytes);
+  uint8_t* out = records.Data();
+  for (uint32_t at : kept) {
+    size_t n = 16 + rd32(data + at + 8);
+    memcpy(out, data + at, n);
+    out += n;
+  }
+  auto positions = Napi::Uint32Array::New(env, kept.size() + 1);
+  if (!kept.empty()) memcpy(positions.Data(), kept.data(), kept.size() * 4);
+  positions[kept.size()] = uint32_t(next);
+  auto result = Napi::Array::New(env, 2);
+  result.Set(uint32_t(0), records);
+  result.Set(uint32_t(1), positions);
+  return result;
 }
 
 }  // namespace n2d

@@ -2,6 +2,9 @@
 #include <napi.h>
 #include <pcap/pcap.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace n2d {
 
 class Filter : public Napi::ObjectWrap<Filter> {
@@ -11,7 +14,9 @@ class Filter : public Napi::ObjectWrap<Filter> {
   ~Filter() override;
 
  private:
-  Napi::Value Scan(const Napi::CallbackInfo& info);
+  Napi::Value Collect(const Napi::CallbackInfo& info);
+  size_t Walk(const uint8_t* data, size_t len, size_t pos, size_t last, uint64_t begin, uint64_t end, uint64_t unit,
+              std::vector<uint32_t>& kept) const;
   struct bpf_program prog_ = {0, nullptr};
   bool compiled_ = false;
 };

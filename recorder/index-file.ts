@@ -164,6 +164,8 @@ export interface IndexView {
   readonly flowCount: number;
   flow(index: number): FlowView;
   flows(): IterableIterator<FlowView>;
+  /** The same flows as columns, one entry per segment in order. */
+  readonly flowColumns: readonly FlowColumns[];
   /** Absolute file offsets of the flow's records, increasing. */
   flowOffsets(index: number): number[];
 }
@@ -235,8 +237,40 @@ function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Ar
   return segments;
 }
 
+/**
+ * The flows of one segment as decoded columns (flow j of the segment is flow
+ * `base + j` of the index), for readers that walk every flow and cannot
+ * afford an object per flow. Times are ticks of the file's precision as
+ * (hi, lo) u32 pairs; `addrA`/`addrB` index `ipv4` or `ipv6` (16 bytes an
+ * entry) by the class's flags, `mac` indexes `macPairs` (12 bytes an entry).
+ */
+export interface FlowColumns {
+  readonly base: number;
+  readonly flowCount: number;
+  readonly classFlags: Uint8Array;
+  readonly classProto: Uint8Array;
+  readonly classEther: Uint16Array;
+  readonly classVlan: Uint16Array;
+  readonly ipv4: Uint32Array;
+  readonly ipv6: Uint8Array;
+  readonly macPairs: Uint8Array;
+  readonly flowClass: Uint32Array;
+  readonly addrA: Uint32Array;
+  readonly addrB: Uint32Array;
+  readonly portA: Uint16Array;
+  readonly portB: Uint16Array;
+  readonly mac: Uint32Array;
+  readonly minHi: Uint32Array;
+  readonly minLo: Uint32Array;
+  readonly maxHi: Uint32Array;
+  readonly maxLo: Uint32Array;
+  readonly flowPackets: Float64Array;
+  readonly flowCap: Float64Array;
+  readonly flowWire: Float64Array;
+}
+
 /** One segment, decoded into columns. Times are ticks as (hi, lo) u32 pairs. */
-interface SegmentData {
+interface SegmentData extends Omit<FlowColumns, 'base'> {
   version: number;
   linktype: number;
   nano: boolean;
@@ -249,27 +283,6 @@ interface SegmentData {
   minTs: bigint;
   maxTs: bigint;
   ordered: boolean;
-  flowCount: number;
-  classFlags: Uint8Array;
-  classProto: Uint8Array;
-  classEther: Uint16Array;
-  classVlan: Uint16Array;
-  ipv4: Uint32Array;
-  ipv6: Uint8Array;
-  macPairs: Uint8Array;
-  flowClass: Uint32Array;
-  addrA: Uint32Array;
-  addrB: Uint32Array;
-  portA: Uint16Array;
-  portB: Uint16Array;
-  mac: Uint32Array;
-  minHi: Uint32Array;
-  minLo: Uint32Array;
-  maxHi: Uint32Array;
-  maxLo: Uint32Array;
-  flowPackets: Float64Array;
-  flowCap: Float64Array;
-  flowWire: Float64Array;
   /** Per flow: its first record's offset, and where its entries start in `offsets`. */
   firstOffset: Float64Array;
   offsetPos: Float64Array;
@@ -294,6 +307,12 @@ class VarintReader {
 
   /** An unsigned value below 2^53. */
   uv(): number {
+    // Most values fit one byte: planning decodes every flow of every file in range.
+    const first = this.bytes[this.pos];
+    if (first !== undefined && first < 0x80) {
+      this.pos++;
+      return first;
+    }
     let value = 0;
     for (let mul = 1; ; mul *= 128) {
       const b = this.byte();
@@ -307,6 +326,13 @@ class VarintReader {
 
   /** An unsigned 64-bit value into (hi, lo). */
   uv64(): void {
+    const first = this.bytes[this.pos];
+    if (first !== undefined && first < 0x80) {
+      this.pos++;
+      this.hi = 0;
+      this.lo = first;
+      return;
+    }
     let lo = 0, hi = 0;
     for (let shift = 0; ; shift += 7) {
       if (shift > 63) this.fail(`${this.what}: value too large`);
@@ -340,7 +366,17 @@ class VarintReader {
   }
 
   skip(values: number): void {
-    for (let left = values; left > 0;) if (this.byte() < 0x80) left--;
+    // A tight loop: skipping the offsets of every flow is most of decoding an index.
+    const bytes = this.bytes;
+    let pos = this.pos;
+    for (let left = values; left > 0; pos++) {
+      if (pos >= bytes.length) {
+        this.pos = pos;
+        this.fail(`${this.what}: ends inside a value`);
+      }
+      if (bytes[pos]! < 0x80) left--;
+    }
+    this.pos = pos;
   }
 
   done(): void {
@@ -557,6 +593,7 @@ class DecodedIndex implements IndexView {
   readonly flowCount: number;
   /** Index of each segment's first flow, plus the total. */
   readonly flowBase: number[];
+  readonly flowColumns: readonly FlowColumns[];
 
   constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean) {
     const first: SegmentData | undefined = parts[0];
@@ -590,6 +627,7 @@ class DecodedIndex implements IndexView {
     this.flowBase = [0];
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
     this.flowCount = this.flowBase[parts.length];
+    this.flowColumns = parts.map((s, k) => ({ ...s, base: this.flowBase[k] }));
   }
 
   flow(index: number): FlowView {

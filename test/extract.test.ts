@@ -97,6 +97,24 @@ describe('extraction equals tcpdump', () => {
     });
   }
 
+  test('rare matches are read by flows, common ones in sequence; both give what tcpdump keeps', async () => {
+    const b = '0';
+    const e = (times[times.length - 1]! / 1_000_000_000n + 1n).toString();
+    const plans: Record<string, [number, number]> = {};
+    for (const filter of ['host 192.168.2.17', 'tcp']) {
+      const r = await extract(['-t', path.join(dirA, 'timeline'), '-b', b, '-e', e, '-f', filter, '--explain']);
+      assert.equal(r.code, 0, r.stderr);
+      const m = /read by flows (\d+), read in sequence (\d+)/.exec(r.stderr);
+      assert.ok(m, r.stderr);
+      plans[filter] = [Number(m[1]), Number(m[2])];
+      assertSameRecords(r.records, await expectedExtraction([dirA], filter, 0n, BigInt(e) * 1_000_000_000n));
+    }
+    // One host's flows are a small share of a file; 'tcp' is most of every file (the walk stops early).
+    assert.ok(plans['host 192.168.2.17']![0] > 0, JSON.stringify(plans));
+    assert.equal(plans.tcp![0], 0, JSON.stringify(plans));
+    assert.ok(plans.tcp![1] > 0, JSON.stringify(plans));
+  });
+
   test('two timelines are merged by timestamp', async () => {
     const dirB = await record('b', SET_B);
     for (const filter of ['', 'tcp', 'host 192.168.2.17 or udp']) {

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Expr, formatExpr, namesFromFiles, parseFilter } from '../extract/expression';
-import { Tri, describePlan, planFlow } from '../extract/planner';
-import { FlowView, readIndexFile } from '../recorder/index-file';
+import { Tri, columnPlanner, describePlan, planFlow } from '../extract/planner';
+import { FlowColumns, FlowView, readIndexFile } from '../recorder/index-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN,
 } from '../recorder/packet-meta';
@@ -246,6 +246,8 @@ interface Imported {
   pcap: string;
   linktype: number;
   flows: FlowView[];
+  /** The same flows as the index's columns. */
+  columns: readonly FlowColumns[];
   offsets: number[][];
   records: PcapRecord[];
   recordOffsets: number[];
@@ -411,7 +413,7 @@ async function importFixture(name: string, file = fixture(name).path): Promise<I
     recordOffsets.push(at);
     at += 16 + rec.caplen;
   }
-  return { name, pcap, linktype: index.linktype, flows, offsets, records, recordOffsets, vars: variables(flows) };
+  return { name, pcap, linktype: index.linktype, flows, columns: index.flowColumns, offsets, records, recordOffsets, vars: variables(flows) };
 }
 
 /** Offsets of the records tcpdump keeps: its output is a subsequence of the file, in order. */
@@ -474,8 +476,14 @@ test('oracle: planner verdicts agree with tcpdump on every flow of real captures
     }
     const matched = keptOffsets(file, kept);
     const expr = parseFilter(filter);
+    // Extraction plans on the columns: their verdict must be the FlowView's, flow for flow.
+    const onColumns = file.columns.flatMap((cols) => {
+      const judge = columnPlanner(expr, cols, file.linktype);
+      return Array.from({ length: cols.flowCount }, (_, j) => judge(j));
+    });
     file.flows.forEach((flow, i) => {
       const v = planFlow(expr, flow, file.linktype);
+      if (onColumns[i] !== v) failures.push(`${file.name} '${filter}': flow ${i} is ${v} as a FlowView but ${onColumns[i]} on the columns`);
       row.verdicts[v]++;
       if (v === 'unknown') return;
       const offs = file.offsets[i];
