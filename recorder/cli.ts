@@ -2,6 +2,7 @@
 // one-line errors on stderr prefixed with the tool's name, and exit codes
 // scripts can rely on.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { formatLine } from './log';
 
 /** Exit codes; each kind of failure has its own. */
 export const Exit = {
@@ -28,7 +29,7 @@ export function newProgram(name: string, description: string): Command {
   program
     .description(description)
     .configureOutput({
-      outputError: (str, write) => write(`${name}: ${str.replace(/^error: /, '').trimEnd()}\n`),
+      outputError: (str, write) => write(formatLine(name, 'error', str.replace(/^error: /, ''))),
     })
     .exitOverride((err: CommanderError) => {
       const helpOrVersion = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
@@ -55,10 +56,11 @@ export function run(name: string, main: () => Promise<number | void>): void {
     },
     (err: unknown) => {
       if (err instanceof CliError) {
-        process.stderr.write(`${name}: ${err.message}\n`);
+        process.stderr.write(formatLine(name, 'error', err.message));
         process.exit(err.code);
       }
-      process.stderr.write(`${name}: internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+      // Unexpected, so the stack is worth having; folded into one line, it stays one journal entry.
+      process.stderr.write(formatLine(name, 'error', `internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
       process.exit(Exit.failure);
     },
   );

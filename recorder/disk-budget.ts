@@ -91,6 +91,11 @@ export class DiskBudget {
     return this.used + this.claimed;
   }
 
+  /** Bytes on disk now, without what is promised to the writer. */
+  get onDisk(): number {
+    return this.used;
+  }
+
   /** Whole blocks for `bytes` of a file. */
   blocks(bytes: number): number {
     return Math.ceil(bytes / this.blockSize) * this.blockSize;

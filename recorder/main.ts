@@ -5,12 +5,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RecorderOptions } from '../native/addon';
 import { CliError, Exit, integer, newProgram, run } from './cli';
+import { CONFIG_FLAG, expandConfig } from './config-file';
 import { DiskBudget, parseDiskLimit } from './disk-budget';
 import { DumpSet } from './dumpset';
+import { Logger } from './log';
+import { ListenAddress, parseListenAddress } from './metrics';
+import { Monitor } from './monitor';
 import { MAX_CAPLEN } from './pcap-file';
 import { dropPrivileges, resolveUser } from './privileges';
 import { repairDumpSet } from './repair';
 import { Session, SessionBudget } from './session';
+import { interfaceSpeedMbps } from './uburst';
 
 const NAME = 'n2disk-ts';
 /** Stopped at the disk limit, as -4 asks. */
@@ -37,6 +42,12 @@ interface Flags {
   overwrite: boolean;
   execCmd?: string;
   verbose: number;
+  statsFile?: string;
+  metricsPort?: ListenAddress;
+  uburstDetection: boolean;
+  uburstWinSize: number;
+  uburstLinkSpeed?: number;
+  uburstThreshold: number;
 }
 
 function parseArgs(argv: string[]): Flags {
@@ -60,7 +71,14 @@ function parseArgs(argv: string[]): Flags {
     .option('-4, --no-overwrite', 'stop when the disk limit is reached, instead of deleting the oldest files')
     .option('--exec-cmd <cmd>', 'run this shell command on each finished file (its path is the last argument)')
     .option('-P, --pid-file <file>', 'write the process id to this file')
-    .option('-v, --verbose', 'log per-second statistics (repeat for more)', (_v: string, n: number) => n + 1, 0)
+    .option('-v, --verbose', 'log per-second statistics and each file (repeat for more)', (_v: string, n: number) => n + 1, 0)
+    .option(`${CONFIG_FLAG} <file>`, 'read options from this file, one a line (-i=eth1); options given here win')
+    .option('--stats-file <file>', 'write the statistics as JSON to this file every second')
+    .option('--metrics-port <[addr:]port>', 'serve the statistics to Prometheus at http://ADDR:PORT/metrics', parseListenAddress)
+    .option('--uburst-detection', 'report micro-bursts as JSON lines on stdout', false)
+    .option('--uburst-win-size <us>', 'micro-burst window, microseconds', integer(1, 10_000_000), 1000)
+    .option('--uburst-link-speed <Mbit/s>', "link speed (default: the interface's, else 1000)", integer(1))
+    .option('--uburst-threshold <percent>', 'a window above this share of the link speed is a burst', integer(1, 100), 50)
     .addHelpText(
       'after',
       `
@@ -72,7 +90,7 @@ Exit codes: 0 done, 1 failed while running, 2 bad arguments, 3 input cannot be
 opened (interface, file or filter), 4 dump directory not writable or in use,
 5 stopped at the disk limit (-4).`,
     );
-  program.parse(argv);
+  program.parse(expandConfig(program, argv));
   const flags = program.opts<Flags>();
   if (flags.chunk % 4 !== 0) program.error(`option '-C, --chunk <KB>': ${flags.chunk} is not a multiple of 4.`);
   return flags;
@@ -119,11 +137,11 @@ async function main(): Promise<number> {
   }
   // The lock goes with the process however it ends; a crash leaves it to be taken over.
   process.on('exit', () => dumpSet.unlock());
-  const report = (line: string): void => void process.stderr.write(`${NAME}: ${line}\n`);
+  const log = new Logger(NAME, flags.verbose);
   let limit: SessionBudget;
   try {
     const budget = new DiskBudget(dumpSet, parseDiskLimit(flags.diskLimit, storage), !flags.overwrite, {
-      deleted: (file) => flags.verbose && report(`deleted ${file} (disk limit)`),
+      deleted: (file) => log.info(`deleted ${file} (disk limit)`),
     });
     limit = { budget, fileClaim: fileClaim(flags.maxFileSize * 2 ** 20, budget.blockSize) };
   } catch (err) {
@@ -147,14 +165,31 @@ async function main(): Promise<number> {
     flushMs: 500,
   };
   if (importing && flags.filter) throw new CliError('-f applies to live capture only', Exit.usage);
+  const monitor = await Monitor.create({
+    log,
+    source: flags.interface,
+    timeline,
+    live: !importing,
+    statsFile: flags.statsFile && path.resolve(flags.statsFile),
+    metrics: flags.metricsPort,
+    uburst: flags.uburstDetection
+      ? {
+          windowUs: flags.uburstWinSize,
+          linkMbps: flags.uburstLinkSpeed ?? (importing ? undefined : interfaceSpeedMbps(flags.interface)) ?? 1000,
+          thresholdPct: flags.uburstThreshold,
+        }
+      : undefined,
+    bytesOnDisk: () => limit.budget.onDisk,
+  });
 
   let session: Session;
   try {
     session = new Session(opts, dumpSet, {
-      error: (message, fatal) => report(`${fatal ? '' : 'warning: '}${message}`),
-      notice: report,
+      error: (message, fatal) => (fatal ? log.error(message) : log.warning(message)),
+      notice: (message) => log.notice(message),
+      batch: monitor.onBatch,
       published: (file, packets, bytes) => {
-        if (flags.verbose) report(`published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)`);
+        log.info(`published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)`);
         if (flags.execCmd) execOnFile(flags.execCmd, file);
       },
     }, limit);
@@ -177,7 +212,7 @@ async function main(): Promise<number> {
 
   // The socket is already keeping packets while what a crash left is put
   // right, as the user the files belong to, and the budget counts the result.
-  repairDumpSet(dumpSet, { scope: 'start' }, report);
+  repairDumpSet(dumpSet, { scope: 'start' }, (line) => log.notice(line));
   limit.budget.init();
   try {
     session.start();
@@ -188,25 +223,16 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => session.stop());
   process.on('SIGINT', () => session.stop());
 
-  let lastPackets = 0;
-  const statsTimer = setInterval(() => {
-    const s = session.stats();
-    // Drops are reported for the second in which they happened, always.
-    for (const d of s.dropIntervals) {
-      process.stderr.write(`${NAME}: kernel dropped ${formatCount(d.dropped)} packets in the second before ${new Date(d.endMs).toISOString()} (${formatCount(s.dropped)} in all)\n`);
-    }
-    if (flags.verbose) process.stderr.write(`${NAME}: ${formatCount(s.packets)} packets (${formatCount(s.packets - lastPackets)}/s), ${formatCount(s.dropped)} dropped, ${s.filesDone} files\n`);
-    lastPackets = s.packets;
-  }, 1000);
+  monitor.start(session);
 
   const ok = await session.finished;
-  clearInterval(statsTimer);
+  monitor.stop();
   const s = session.stats();
   const t = session.totals;
   if (flags.verbose || !importing) {
-    process.stderr.write(`${NAME}: ${formatCount(t.packets)} packets in ${t.files} files, ${formatCount(s.dropped)} dropped by kernel\n`);
+    log.notice(`${formatCount(t.packets)} packets in ${t.files} files, ${formatCount(s.dropped)} dropped by kernel`);
   }
-  if (s.unstored) report(`${formatCount(s.unstored)} packets captured but not stored (no room for their file)`);
+  if (s.unstored) log.warning(`${formatCount(s.unstored)} packets captured but not stored (no room for their file)`);
   if (flags.pidFile) fs.rm(flags.pidFile, () => undefined); // may belong to root after -u
   if (!ok) return Exit.failure;
   return session.limitReached ? EXIT_LIMIT : Exit.ok;

@@ -43,6 +43,8 @@ export interface SessionHooks {
   error: (message: string, fatal: boolean) => void;
   /** Notices worth a line in the log (disk full, space back, the limit reached with -4). */
   notice: (message: string) => void;
+  /** Each metadata batch once it is indexed (stats, micro-bursts); called on the JS thread, so keep it short. */
+  batch?: (meta: ArrayBuffer, count: number) => void;
 }
 
 export class Session {
@@ -98,6 +100,13 @@ export class Session {
 
   stats(): ReturnType<Recorder['stats']> {
     return this.recorder.stats();
+  }
+
+  /** Bytes of pcap written: the published files, and what is committed of those being written. */
+  get writtenBytes(): number {
+    let bytes = this.totals.bytes;
+    for (const f of this.files.values()) bytes += f.committed;
+    return bytes;
   }
 
   private onEvent(ev: RecorderEvent): void {
@@ -177,6 +186,7 @@ export class Session {
     const f = this.files.get(ev.file);
     if (!f) return;
     f.builder.add(ev.meta, ev.count);
+    this.hooks.batch?.(ev.meta, ev.count);
     f.committed = ev.committed;
     f.pendingSegment = true;
     if (Date.now() - f.lastSegmentAt >= SEGMENT_INTERVAL_MS) this.commitSegment(f);
