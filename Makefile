@@ -1,8 +1,9 @@
 # make demo: record a capture into ./n2disk-data and show what was stored.
 # make test: every test (root tests need root; CI runs as root).
 # Both install what is missing first (tools/setup.sh).
+# make install [DESTDIR=DIR]: the service (tools/install.sh), into DIR if given.
 
-.PHONY: setup build demo test bench clean flatc
+.PHONY: setup build demo test bench clean flatc install
 
 setup:
 	@sh tools/setup.sh
@@ -14,6 +15,9 @@ demo: setup
 
 test: setup
 	@node --test --test-concurrency=1 --test-reporter=spec dist/test/
+
+install: setup
+	@DESTDIR="$(DESTDIR)" sh tools/install.sh
 
 flatc:
 	npm run flatc

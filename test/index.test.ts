@@ -14,6 +14,7 @@ import {
   metaOffset, metaSport, metaSrc, metaSrcMac, metaTsNs, metaVlan, metaWirelen,
 } from '../recorder/packet-meta';
 import { generateTraffic } from '../bench/synthetic-flows';
+import { Packet, writePcap } from './helpers/pcap-write';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'n2disk-index-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -32,36 +33,6 @@ function ip6(s: string): Uint8Array {
 const MAC_A = Uint8Array.of(0x02, 0, 0, 0, 0, 0x0a);
 const MAC_B = Uint8Array.of(0x02, 0, 0, 0, 0, 0x0b);
 const TCP4 = META_IPV4 | META_PORTS | META_PLAIN | META_MAC;
-
-type Packet = Omit<PacketMetaInit, 'offset'>;
-
-/** Lays packets out as pcap records and writes the file; returns the records with offsets. */
-function writePcap(file: string, packets: Packet[], nano: boolean): { records: PacketMetaInit[]; bytes: number } {
-  const parts: Buffer[] = [];
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-  head.writeUInt16LE(2, 4);
-  head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(262144, 16);
-  head.writeUInt32LE(1, 20);
-  parts.push(head);
-  let offset = 24;
-  const records = packets.map((p) => {
-    const rec = Buffer.alloc(16 + p.caplen);
-    const perSec = nano ? 1_000_000_000n : 1_000_000n;
-    const ticks = nano ? p.tsNs : p.tsNs / 1000n;
-    rec.writeUInt32LE(Number(ticks / perSec), 0);
-    rec.writeUInt32LE(Number(ticks % perSec), 4);
-    rec.writeUInt32LE(p.caplen, 8);
-    rec.writeUInt32LE(p.wirelen ?? p.caplen, 12);
-    parts.push(rec);
-    const r = { ...p, offset };
-    offset += rec.length;
-    return r;
-  });
-  fs.writeFileSync(file, Buffer.concat(parts));
-  return { records, bytes: offset };
-}
 
 const T0 = 1_795_255_200_000_000_000n; // 2026-11-21T10:00:00Z
 const FAR = 2_000_000_000_123_456_789n; // 2033, past 2^53 ns and past 2^32 us
