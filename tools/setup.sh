@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="libpcap-dev libpam0g-dev tcpdump tshark tcpreplay libpam-wrapper flatbuffers-compiler
-  netsniff-ng iproute2 ethtool procps"
+  netsniff-ng iproute2 ethtool procps systemd"
 
 missing=""
 for p in $PACKAGES; do
