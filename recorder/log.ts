@@ -5,12 +5,10 @@
 // tags every entry with it already.
 import fs from 'node:fs';
 
-export type Level = 'error' | 'warning' | 'notice' | 'info' | 'debug';
+export type Level = 'error' | 'warning' | 'notice' | 'info';
 
-const PRIORITY: Record<Level, number> = { error: 3, warning: 4, notice: 5, info: 6, debug: 7 };
+const PRIORITY: Record<Level, number> = { error: 3, warning: 4, notice: 5, info: 6 };
 
-/** The least important level shown at each -v count: notices by default, info with -v, debug with -vv. */
-const SHOWN: readonly Level[] = ['notice', 'info', 'debug'];
 
 /** True when stderr is the journal stream systemd connected, not a terminal or a file it was redirected to. */
 function stderrIsJournal(): boolean {
@@ -41,16 +39,12 @@ export class Logger {
     private readonly name: string,
     verbosity: number,
   ) {
-    this.threshold = PRIORITY[SHOWN[Math.min(verbosity, SHOWN.length - 1)]!];
-  }
-
-  /** Whether a level is written at all, so a caller can skip building a line nobody sees. */
-  shows(level: Level): boolean {
-    return PRIORITY[level] <= this.threshold;
+    // Notices and above by default; -v adds info (per-second figures, each file).
+    this.threshold = PRIORITY[verbosity > 0 ? 'info' : 'notice'];
   }
 
   log(level: Level, message: string): void {
-    if (this.shows(level)) process.stderr.write(formatLine(this.name, level, message));
+    if (PRIORITY[level] <= this.threshold) process.stderr.write(formatLine(this.name, level, message));
   }
 
   error(message: string): void {
@@ -64,8 +58,5 @@ export class Logger {
   }
   info(message: string): void {
     this.log('info', message);
-  }
-  debug(message: string): void {
-    this.log('debug', message);
   }
 }

@@ -71,7 +71,7 @@ function parseArgs(argv: string[]): Flags {
     .option('-4, --no-overwrite', 'stop when the disk limit is reached, instead of deleting the oldest files')
     .option('--exec-cmd <cmd>', 'run this shell command on each finished file (its path is the last argument)')
     .option('-P, --pid-file <file>', 'write the process id to this file')
-    .option('-v, --verbose', 'log per-second statistics and each file (repeat for more)', (_v: string, n: number) => n + 1, 0)
+    .option('-v, --verbose', 'log per-second statistics and each file published or deleted', (_v: string, n: number) => n + 1, 0)
     .option(`${CONFIG_FLAG} <file>`, 'read options from this file, one a line (-i=eth1); options given here win')
     .option('--stats-file <file>', 'write the statistics as JSON to this file every second')
     .option('--metrics-port <[addr:]port>', 'serve the statistics to Prometheus at http://ADDR:PORT/metrics', parseListenAddress)

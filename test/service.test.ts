@@ -5,8 +5,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { repoRoot } from './helpers/corpus';
-import { tempDir } from './helpers/recorder';
+import { fixture, repoRoot } from './helpers/corpus';
+import { bin, tempDir } from './helpers/recorder';
 
 const work = tempDir('service');
 after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -64,6 +64,30 @@ test('make install DESTDIR=...: the program, units, user, group and directories 
   const app = path.join(root, 'opt/n2disk-ts');
   assert.ok(!fs.existsSync(path.join(app, 'node_modules/typescript')), 'no development dependencies');
   const out = path.join(work, 'installed-run');
-  const run = spawnSync(process.execPath, [path.join(app, 'bin/n2disk-ts.js'), '-i', path.join(repoRoot, 'test/fixtures/dns_exfiltration.pcap'), '-o', out], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [path.join(app, 'bin/n2disk-ts.js'), '-i', fixture('dns_exfiltration.pcap').path, '-o', out], { encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
+});
+
+/** Runs the recorder with stderr going to a file that JOURNAL_STREAM names, as systemd connects it to the journal. */
+function runUnderJournal(args: string[]): { status: number | null; lines: string[] } {
+  const logFile = path.join(work, `journal-${args.length}.log`);
+  const fd = fs.openSync(logFile, 'w');
+  try {
+    const st = fs.fstatSync(fd);
+    const r = spawnSync(process.execPath, [bin('n2disk-ts'), ...args], { stdio: ['ignore', 'ignore', fd], env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` } });
+    return { status: r.status, lines: fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test('under journald every line carries its syslog level; an expected error is one line without a stack', () => {
+  const failed = runUnderJournal(['-i', path.join(work, 'missing.pcap'), '-o', path.join(work, 'j1')]);
+  assert.equal(failed.status, 3);
+  assert.equal(failed.lines.length, 1, failed.lines.join('\n'));
+  assert.match(failed.lines[0]!, /^<3>\S.*missing\.pcap/);
+  const verbose = runUnderJournal(['-i', fixture('dns_exfiltration.pcap').path, '-o', path.join(work, 'j2'), '-v']);
+  assert.equal(verbose.status, 0, verbose.lines.join('\n'));
+  for (const line of verbose.lines) assert.match(line, /^<[3-6]>[^<]/);
+  assert.ok(verbose.lines.some((l) => /^<6>published /.test(l)), verbose.lines.join('\n'));
 });

@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { Metrics } from '../recorder/metrics';
 import { InstanceStats } from '../recorder/stats';
-import { fixture } from './helpers/corpus';
+import { fixture, repoRoot } from './helpers/corpus';
 import { createNetnsPair, exitOf, replay, waitForOutput } from './helpers/netns';
 import { readPcap } from './helpers/pcap-compare';
 import { bin, collectStderr, publishedFiles, runTool, tempDir, waitForFile } from './helpers/recorder';
@@ -92,6 +93,21 @@ test('a live replay: the stats file and the metrics endpoint count every packet 
     assert.deepEqual({ ...readStats(statsFile), ...expectedFigures(pcap, dir) }, readStats(statsFile));
   } finally {
     await env.cleanup();
+  }
+});
+
+test('the Grafana dashboard reads only metrics the endpoint serves', async () => {
+  const metrics = new Metrics('eth9');
+  const at = await metrics.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${at.port}/metrics`)).text();
+    const served = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    const dashboard = fs.readFileSync(path.join(repoRoot, 'tools', 'grafana-dashboard.json'), 'utf8');
+    const used = new Set([...dashboard.matchAll(/\b(n2disk_[a-z_]+)\b/g)].map((m) => m[1]));
+    assert.ok(used.size >= 10, [...used].join(' '));
+    for (const name of used) assert.ok(served.has(name), `${name} is not served`);
+  } finally {
+    metrics.close();
   }
 });
 
