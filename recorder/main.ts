@@ -170,7 +170,7 @@ async function main(): Promise<number> {
     source: flags.interface,
     timeline,
     live: !importing,
-    statsFile: flags.statsFile && path.resolve(flags.statsFile),
+    statsFile: flags.statsFile ? path.resolve(flags.statsFile) : undefined,
     metrics: flags.metricsPort,
     uburst: flags.uburstDetection
       ? {
