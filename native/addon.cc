@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "filter.h"
+#include "identity.h"
 #include "recorder.h"
 
 namespace {
@@ -202,6 +203,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Recorder", Recorder::Define(env));
   exports.Set("Filter", n2d::Filter::Define(env));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
+  n2d::DefineIdentity(env, exports);
   return exports;
 }
 

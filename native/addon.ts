@@ -109,6 +109,9 @@ interface Addon {
   Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   libpcapVersion(): string;
+  peerCredentials(fd: number): PeerCredentials | null;
+  userName(uid: number): string | null;
+  userGroups(name: string): string[] | null;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -136,6 +139,22 @@ export class Recorder {
 }
 
 export const libpcapVersion = (): string => addon.libpcapVersion();
+
+/** The process at the other end of a Unix socket, as the kernel saw it connect (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** SO_PEERCRED of a connected Unix socket's descriptor; null when it has none. */
+export const peerCredentials = (fd: number): PeerCredentials | null => addon.peerCredentials(fd);
+
+/** The name of a uid (through NSS), or null. */
+export const userName = (uid: number): string | null => addon.userName(uid);
+
+/** Names of every group of a user, primary and supplementary (through NSS), or null for an unknown user. */
+export const userGroups = (name: string): string[] | null => addon.userGroups(name);
 
 /** The records of one scan: where the kept ones start, and where walking stopped. */
 export interface ScanResult {
