@@ -185,7 +185,7 @@ async function extractThroughService(req: ExtractRequest, flags: Flags, target: 
   if (flags.maxSize || flags.maxPackets) throw new CliError('-P and -N are not available through the extraction service: split the output afterwards (editcap -c)', Exit.usage);
   const user = flags.user ?? os.userInfo().username;
   const password =
-    flags.passwordFd !== undefined ? await passwordFromFd(flags.passwordFd) : flags.passwordFile !== undefined ? await passwordFromFile(flags.passwordFile) : await passwordFromTerminal(user);
+    flags.passwordFd !== undefined ? passwordFromFd(flags.passwordFd) : flags.passwordFile !== undefined ? passwordFromFile(flags.passwordFile) : await passwordFromTerminal(user);
   return askService(config.socket, { user, password, request: requestToJson(req) }, () => openOutput(target ?? '-'));
 }
 

@@ -14,31 +14,43 @@ function firstLine(buf: Buffer): string {
   return buf.subarray(0, nl < 0 ? buf.length : nl).toString('utf8').replace(/\r$/, '');
 }
 
-async function fromStream(fd: number): Promise<string> {
-  const parts: Buffer[] = [];
+/**
+ * Reads up to the first newline, synchronously: an asynchronous read still in
+ * flight after we stop could land on whatever reuses the descriptor next
+ * (the service's socket) and swallow its answer.
+ */
+function readFirstLine(fd: number): string {
+  const buf = Buffer.alloc(MAX_SECRET_READ + 1);
   let size = 0;
-  const stream = fs.createReadStream('', { fd, autoClose: false, highWaterMark: MAX_SECRET_READ });
-  for await (const chunk of stream) {
-    const b = chunk as Buffer;
-    parts.push(b);
-    size += b.length;
-    if (b.includes(0x0a) || size > MAX_SECRET_READ) break;
+  while (size < buf.length) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, size, buf.length - size, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      // A non-blocking pipe with nothing yet: wait a little, without spinning.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      continue;
+    }
+    if (n === 0) break;
+    const newline = buf.subarray(size, size + n).includes(0x0a);
+    size += n;
+    if (newline) break;
   }
-  return firstLine(Buffer.concat(parts).subarray(0, MAX_SECRET_READ + 1));
+  return firstLine(buf.subarray(0, size));
 }
 
 /** --password-fd N: the first line read from descriptor N (a pipe, a here-document). */
-export function passwordFromFd(fd: number): Promise<string> {
+export function passwordFromFd(fd: number): string {
   try {
-    fs.fstatSync(fd);
-  } catch {
-    throw new CliError(`--password-fd ${fd}: no such open file descriptor`, Exit.usage);
+    return readFirstLine(fd);
+  } catch (err) {
+    throw new CliError(`--password-fd ${fd}: ${(err as Error).message}`, Exit.usage);
   }
-  return fromStream(fd);
 }
 
 /** --password-file FILE: a regular file of the caller's, readable by nobody else. */
-export function passwordFromFile(file: string): Promise<string> {
+export function passwordFromFile(file: string): string {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
@@ -50,7 +62,11 @@ export function passwordFromFile(file: string): Promise<string> {
     fs.closeSync(fd);
     throw new CliError(`--password-file ${file}: must be a regular file of yours that only you can read (chmod 600)`, Exit.usage);
   }
-  return fromStream(fd).finally(() => fs.closeSync(fd));
+  try {
+    return readFirstLine(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Asks on the controlling terminal, echo off. */

@@ -225,7 +225,8 @@ async function main(): Promise<number> {
   }
 
   const service = new Service(config, audit);
-  const server = net.createServer((conn) => {
+  // Half-open: a client may close its side once the request is sent and still get the answer.
+  const server = net.createServer({ allowHalfOpen: true }, (conn) => {
     service.handle(conn).catch((err: unknown) => {
       // The audit log could not be written: the request is refused, not served unrecorded.
       process.stderr.write(`${NAME}: ${err instanceof Error ? err.message : String(err)}\n`);
