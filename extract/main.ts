@@ -169,14 +169,20 @@ async function extractDirectly(req: ExtractRequest, flags: Flags, target: string
   // Packets to a named file are written (and split) by the output itself; a bundle is one stream.
   const streamed = req.mode === 'bundle' || target === '-';
   const data = target && streamed ? openOutput(target) : (target ?? process.stdout);
-  await perform(req, {
-    data,
-    text: process.stdout,
-    note,
-    split: { maxBytes: flags.maxSize * 2 ** 20, maxPackets: flags.maxPackets },
-    progress: process.stderr.isTTY === true,
-    user: os.userInfo().username,
-  });
+  try {
+    await perform(req, {
+      data,
+      text: process.stdout,
+      note,
+      split: { maxBytes: flags.maxSize * 2 ** 20, maxPackets: flags.maxPackets },
+      progress: process.stderr.isTTY === true,
+      user: os.userInfo().username,
+    });
+  } catch (err) {
+    // A bundle file is opened before the query runs: no half bundle is left behind.
+    if (req.mode === 'bundle' && target && target !== '-') fs.rmSync(target, { force: true });
+    throw err;
+  }
   if (typeof data !== 'string') await closeOutput(data);
   return Exit.ok;
 }

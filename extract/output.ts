@@ -1,6 +1,7 @@
 // Writing extracted packets, to a file or stdout, as pcap or pcapng, in one
 // file or numbered parts. Headers go out with the first packet, so that
 // "nothing matched" means no output at all unless an empty file is asked for.
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -205,7 +206,8 @@ export class Output {
     this.pending = [];
     this.pendingBytes = 0;
     const out = this.stream();
-    if (!out.write(data)) await new Promise<void>((resolve) => out.once('drain', resolve));
+    // once() rejects if the stream fails instead (a client of the service that went away).
+    if (!out.write(data)) await once(out, 'drain');
   }
 
   private async endStream(): Promise<void> {

@@ -67,26 +67,33 @@ class ClientStream extends Writable {
   }
 }
 
-/** The first frame of a connection: the request, or undefined when it never comes whole. */
-function readHello(conn: net.Socket): Promise<Buffer | undefined> {
+/**
+ * The first frame of a connection: the request; or why there is none
+ * (too large, not a request, cut short); or undefined when the client sent
+ * nothing at all, which is no attempt.
+ */
+function readHello(conn: net.Socket): Promise<Buffer | { problem: string } | undefined> {
   return new Promise((resolve) => {
     const reader = new FrameReader(MAX_REQUEST_BYTES);
-    const done = (payload: Buffer | undefined): void => {
+    let received = 0;
+    const done = (result: Buffer | { problem: string } | undefined): void => {
       conn.off('data', onData);
       conn.setTimeout(0);
-      resolve(payload);
+      resolve(result);
     };
+    const cutShort = (): void => done(received ? { problem: 'request cut short' } : undefined);
     const onData = (chunk: Buffer): void => {
+      received += chunk.length;
       try {
         const [first] = reader.push(chunk);
-        if (first) done(first.type === FrameType.request ? first.payload : undefined);
-      } catch {
-        done(undefined);
+        if (first) done(first.type === FrameType.request ? first.payload : { problem: 'first frame is not a request' });
+      } catch (err) {
+        done({ problem: (err as Error).message });
       }
     };
     conn.on('data', onData);
-    conn.setTimeout(REQUEST_TIMEOUT_MS, () => done(undefined));
-    conn.once('end', () => done(undefined));
+    conn.setTimeout(REQUEST_TIMEOUT_MS, cutShort);
+    conn.once('end', cutShort);
   });
 }
 
@@ -146,7 +153,7 @@ class Service {
       conn.destroy();
       return;
     }
-    const hello = parseHello(payload);
+    const hello = Buffer.isBuffer(payload) ? parseHello(payload) : { user: '', malformed: payload.problem };
     const verdict = 'malformed' in hello ? { ok: false as const, reason: `malformed request: ${hello.malformed}` } : await checkUser(hello.user, hello.password, this.config);
     this.audit.write({ event: 'auth', user: hello.user, peer, outcome: verdict.ok ? 'ok' : 'denied', ...(verdict.ok ? {} : { reason: verdict.reason }) });
     if (!verdict.ok || 'malformed' in hello) {
@@ -160,6 +167,8 @@ class Service {
 
   private async extract(conn: net.Socket, user: string, peer: Peer | null, req: ExtractRequest): Promise<void> {
     const sink = new ClientStream(conn);
+    // A failed write reaches the extraction as a rejected write; the event itself needs no handling.
+    sink.on('error', () => undefined);
     const record: ExtractionRecord = {
       event: 'extract',
       user,

@@ -22,16 +22,23 @@ std::vector<char> LookupBuffer() {
   return std::vector<char>(n > 0 ? size_t(n) : 16384);
 }
 
+// The first argument, a number; false (with a TypeError thrown) otherwise.
+bool NumberArg(const Napi::CallbackInfo& info, const char* usage, int64_t* out) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[0].As<Napi::Number>().Int64Value();
+  return true;
+}
+
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "peerCredentials(fd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int64_t fd;
+  if (!NumberArg(info, "peerCredentials(fd)", &fd)) return env.Undefined();
   struct ucred cred {};
   socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return env.Null();
+  if (getsockopt(int(fd), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return env.Null();
   Napi::Object o = Napi::Object::New(env);
   o.Set("pid", double(cred.pid));
   o.Set("uid", double(cred.uid));
@@ -41,16 +48,13 @@ Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
 
 Napi::Value UserName(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "userName(uid)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  uid_t uid = info[0].As<Napi::Number>().Uint32Value();
+  int64_t uid;
+  if (!NumberArg(info, "userName(uid)", &uid)) return env.Undefined();
   std::vector<char> buf = LookupBuffer();
   struct passwd pw {};
   struct passwd* found = nullptr;
   int err;
-  while ((err = getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)) == ERANGE) buf.resize(buf.size() * 2);
+  while ((err = getpwuid_r(uid_t(uid), &pw, buf.data(), buf.size(), &found)) == ERANGE) buf.resize(buf.size() * 2);
   if (err != 0 || !found) return env.Null();
   return Napi::String::New(env, found->pw_name);
 }

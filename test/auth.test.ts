@@ -11,7 +11,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fixture } from './helpers/corpus';
+import { loadConfig } from '../extract/config';
+import { fixture, repoRoot } from './helpers/corpus';
 import { expectedExtraction } from './helpers/extraction';
 import { isRoot, skipUnlessRoot } from './helpers/netns';
 import { assertSameRecords, parsePcap } from './helpers/pcap-compare';
@@ -129,20 +130,24 @@ describe('authenticated extraction (PAM through libpam-wrapper)', () => {
       assert.equal(r.stdout.length, 0, what);
       assert.equal(fs.existsSync(out), false, `${what}: no output file`);
     }
-    // A request that is not even well formed is refused alike.
-    const raw = await new Promise<Buffer>((resolve, reject) => {
-      const c = net.createConnection(tSocket, () => c.end(Buffer.concat([Buffer.from([0x51, 0, 0, 0, 8]), Buffer.from('not json')])));
-      const parts: Buffer[] = [];
-      c.on('data', (d: Buffer) => parts.push(d)).on('end', () => resolve(Buffer.concat(parts))).on('error', reject);
-    });
-    assert.ok(raw.includes(Buffer.from(FAILED)));
+    // Requests that are not even well formed are refused alike: not JSON, and a frame announcing 2 GB.
+    const rawAttempts = [Buffer.concat([Buffer.from([0x51, 0, 0, 0, 8]), Buffer.from('not json')]), Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff])];
+    for (const bytes of rawAttempts) {
+      const answer = await new Promise<Buffer>((resolve, reject) => {
+        const c = net.createConnection(tSocket, () => c.end(bytes));
+        const parts: Buffer[] = [];
+        c.on('data', (d: Buffer) => parts.push(d)).on('end', () => resolve(Buffer.concat(parts))).on('error', reject);
+      });
+      assert.ok(answer.includes(Buffer.from(FAILED)));
+    }
     await svc.stop();
 
     const records = auditRecords(tAudit);
-    assert.equal(records.length, cases.length + 1, 'one line per attempt, no extraction');
+    assert.equal(records.length, cases.length + rawAttempts.length, 'one line per attempt, no extraction');
     assert.ok(records.every((r) => r.event === 'auth' && r.outcome === 'denied' && typeof r.reason === 'string' && r.peer !== null));
     assert.equal(records[1]!.user, 'mallory');
-    assert.match(records.at(-1)!.reason as string, /malformed/);
+    assert.match(records.at(-2)!.reason as string, /malformed request: request is not JSON/);
+    assert.match(records.at(-1)!.reason as string, /malformed request: frame of 2147483647 bytes/);
     const logged = fs.readFileSync(tAudit, 'utf8') + svc.stderr();
     for (const secret of ['secret', 'hunter2', 'wrong', P127]) assert.ok(!logged.includes(secret), `'${secret.slice(0, 10)}' is not logged`);
 
@@ -204,6 +209,16 @@ describe('authenticated extraction (PAM through libpam-wrapper)', () => {
     assert.equal((await runTool('npcapextract', ['--verify', file])).code, 0);
     assert.equal(auditRecords(audit).at(-1)!.sha256, sha256(r.stdout));
   });
+});
+
+test('the shipped extract.conf turns authentication on and names what the service needs; --help lists the new exit codes', async () => {
+  const c = loadConfig(path.join(repoRoot, 'systemd', 'extract.conf'));
+  assert.equal(c.auth, true);
+  assert.equal(c.socket, '/run/n2disk-ts/npcapextractd.sock');
+  assert.deepEqual(c.groups, ['pcap-readers']);
+  assert.ok(c.timelines.length > 0 && c.audit.startsWith('/var/log/n2disk-ts/'));
+  const help = await runTool('npcapextract', ['--help']);
+  for (const code of ['7 authentication failed', '8 --verify', '9 the extraction service']) assert.match(help.stdout.replace(/\s+/g, ' '), new RegExp(code));
 });
 
 describe('evidence bundles', () => {
