@@ -305,13 +305,18 @@ describe('an ordinary user extracts through the service (root)', () => {
   test('the same bytes as root\'s direct extraction, while the dump set stays closed to that user', async (t) => {
     if (skipUnlessRoot(t)) return;
     assert.ok(isRoot());
+    // Undone last first: the service stops before its user is removed.
+    const cleanups: (() => unknown)[] = [];
+    t.after(async () => {
+      for (const undo of cleanups.reverse()) await undo();
+    });
     const work = tempDir('peer');
-    t.after(() => fs.rmSync(work, { recursive: true, force: true }));
+    cleanups.push(() => fs.rmSync(work, { recursive: true, force: true }));
     fs.chmodSync(work, 0o755);
     // The recorder's own user, created for this test and removed after it.
     spawnSync('userdel', [OWNER], { stdio: 'ignore' });
     execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', OWNER]);
-    t.after(() => void spawnSync('userdel', [OWNER], { stdio: 'ignore' }));
+    cleanups.push(() => execFileSync('userdel', [OWNER]));
     const uid = Number(execFileSync('id', ['-u', OWNER], { encoding: 'utf8' }));
     const gid = Number(execFileSync('id', ['-g', OWNER], { encoding: 'utf8' }));
     const nobody = { uid: Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'nobody'], { encoding: 'utf8' })) };
@@ -329,7 +334,7 @@ describe('an ordinary user extracts through the service (root)', () => {
     const pamServices = writePamService(work, { nobody: 'nobody-pw' });
 
     const svc = await startService({ conf, socket, pamServices, uid, gid });
-    t.after(() => svc.stop());
+    cleanups.push(() => svc.stop());
 
     const query = ['-t', timeline, '-b', '0', '-e', 'now', '-f', 'tcp'];
     const rootOut = path.join(work, 'root.pcap');
