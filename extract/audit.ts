@@ -49,7 +49,7 @@ export class AuditError extends Error {}
 /** Longest user name written as is; a longer one is cut and its length noted. */
 const MAX_LOGGED_NAME = 256;
 
-export function loggedName(name: string): string {
+function loggedName(name: string): string {
   return name.length <= MAX_LOGGED_NAME ? name : `${name.slice(0, MAX_LOGGED_NAME)}... (${name.length} characters)`;
 }
 

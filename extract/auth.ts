@@ -5,14 +5,14 @@
 import { userGroups } from '../native/addon';
 import { ExtractConfig } from './config';
 
-export const PAM_SERVICE = 'npcapextract';
+const PAM_SERVICE = 'npcapextract';
 
 /**
  * authenticate-pam copies the user and the password into 128-byte C buffers
  * and C strings end at a NUL: a longer input, or one holding a NUL, would
  * be checked as a shorter one. Such inputs are refused before PAM sees them.
  */
-export const MAX_CREDENTIAL_BYTES = 127;
+const MAX_CREDENTIAL_BYTES = 127;
 
 interface PamModule {
   authenticate(user: string, password: string, done: (err: string | undefined) => void, options: { serviceName: string }): void;
@@ -39,7 +39,7 @@ function pamAuthenticate(user: string, password: string): Promise<string | undef
   return new Promise((resolve) => pam.authenticate(user, password, resolve, { serviceName: PAM_SERVICE }));
 }
 
-export function isAuthorized(user: string, config: ExtractConfig): boolean {
+function isAuthorized(user: string, config: ExtractConfig): boolean {
   if (config.users.includes(user)) return true;
   const groups = userGroups(user);
   return groups !== null && groups.some((g) => config.groups.includes(g));

@@ -14,8 +14,8 @@ import { Extraction, Written } from './engine';
 import { ExtractRequest } from './request';
 import { formatNs } from './time';
 
-export const MANIFEST = 'manifest.json';
-export const SUMS = 'SHA256SUMS';
+const MANIFEST = 'manifest.json';
+const SUMS = 'SHA256SUMS';
 
 export interface ManifestFile {
   name: string;
@@ -36,7 +36,7 @@ export interface Manifest {
   files: ManifestFile[];
 }
 
-export function toolVersion(): string {
+function toolVersion(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }

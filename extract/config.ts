@@ -7,8 +7,8 @@
 // since the dump set's files stay unreadable to them.
 import fs from 'node:fs';
 
-export const DEFAULT_CONFIG = '/etc/n2disk-ts/extract.conf';
-export const CONFIG_ENV = 'NPCAPEXTRACT_CONF';
+const DEFAULT_CONFIG = '/etc/n2disk-ts/extract.conf';
+const CONFIG_ENV = 'NPCAPEXTRACT_CONF';
 
 export interface ExtractConfig {
   /** Where the settings came from, or undefined when no file exists (a dump set the user owns). */

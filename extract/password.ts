@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import tty from 'node:tty';
 import { CliError, Exit } from '../recorder/cli';
 
-export const MAX_SECRET_READ = 4096;
+const MAX_SECRET_READ = 4096;
 
 function firstLine(buf: Buffer): string {
   const nl = buf.indexOf(0x0a);

@@ -12,7 +12,7 @@ export const FrameType = {
   end: 0x58,
 } as const;
 
-export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
 export interface Frame {
   type: number;
@@ -49,11 +49,6 @@ export class FrameReader {
       this.buf = this.buf.subarray(HEADER + len);
     }
     return frames;
-  }
-
-  /** Bytes of an unfinished frame. */
-  get pending(): number {
-    return this.buf.length;
   }
 }
 
