@@ -99,7 +99,10 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
       for (let i = 0; i < 20; i++) {
         const rec = await startRecorder(storage, ['-p', '1', '-t', '1']);
         starts.push(rec.startMs);
-        await sleep(300 + Math.random() * 1200);
+        // Killed while writing: once recovery is done and a file is open, at a random moment.
+        const writing = Date.now();
+        while (!fs.readdirSync(storage).some((n) => n.endsWith('.pcap.part')) && Date.now() - writing < 10_000) await sleep(10);
+        await sleep(100 + Math.random() * 1200);
         // Everything published before any earlier kill is still there, unchanged.
         for (const [file, digest] of published) assert.equal(sha(file), digest, `${file} changed after a kill and a restart`);
         for (const f of publishedFiles(storage)) {
