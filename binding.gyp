@@ -10,7 +10,8 @@
         "native/source_ring.cc",
         "native/source_file.cc",
         "native/parse.cc", "native/pcap_meta.cc",
-        "native/writer.cc"
+        "native/writer.cc",
+        "native/identity.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -1,31 +1,27 @@
 // npcapextract: the exact packets of a time range and a tcpdump filter, out
-// of one or more dump sets, found through their indexes.
+// of one or more dump sets, found through their indexes. It reads a dump set
+// itself, or, when extract.conf turns authentication on, asks the extraction
+// service (npcapextractd) to read it for a user proven through PAM.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { PacketFilter } from '../native/addon';
+import { Writable } from 'node:stream';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
-import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
-import { FlowView, IndexView, readIndexFile } from '../recorder/index-file';
-import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
-import { mergeByTime, Source, sortedPackets } from './merge';
-import { Origin, Output } from './output';
-import { Progress } from './progress';
-import { parseFilter } from './expression';
-import { FlowTable, formatJsonLines, formatTable } from './flows';
-import { columnPlanner, describePlan, planFlow, Tri } from './planner';
-import { coalesce, FilePlan, FlowTest, planFile } from './plan';
-import { Batch, batchOf, ByteRange, packetsOf, readRanges, ReadStats } from './read';
-import { EmptyRangeError, formatNs, formatsHelp, parseRange, TimeError } from './time';
+import { verifyBundle } from './bundle';
+import { askService } from './client';
+import { ConfigError, configPath, ExtractConfig, loadConfig } from './config';
+import { ExtractExit, rangeOf } from './exits';
+import { perform } from './perform';
+import { passwordFromFd, passwordFromFile, passwordFromTerminal } from './password';
+import { ExtractRequest, Mode, requestToJson } from './request';
+import { formatsHelp } from './time';
 
 const NAME = 'npcapextract';
 
-/** npcapextract's exit codes, beyond the shared ones. */
-const ExtractExit = { filter: 2, timeline: 3, output: 4, time: 5, range: 6 } as const;
-
 interface Flags {
-  timeline: string[];
-  begin: string;
-  end: string;
+  timeline?: string[];
+  begin?: string;
+  end?: string;
   filter?: string;
   output?: string;
   stdout: boolean;
@@ -39,6 +35,11 @@ interface Flags {
   json: boolean;
   empty: boolean;
   localTime: boolean;
+  bundle?: string;
+  verify?: string;
+  user?: string;
+  passwordFd?: number;
+  passwordFile?: string;
 }
 
 function wholeNumber(flag: string): (v: string) => number {
@@ -50,9 +51,9 @@ function wholeNumber(flag: string): (v: string) => number {
 
 function parseArgs(argv: string[]): Flags {
   const program = newProgram(NAME, 'Extract the exact packets of a time range and a tcpdump filter from n2disk-ts dump sets.')
-    .requiredOption('-t, --timeline <dir>', 'timeline directory (repeat for several, merged by time)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .requiredOption('-b, --begin <time>', 'first instant, inclusive')
-    .requiredOption('-e, --end <time>', 'last instant, exclusive')
+    .option('-t, --timeline <dir>', 'timeline directory (repeat for several, merged by time)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('-b, --begin <time>', 'first instant, inclusive')
+    .option('-e, --end <time>', 'last instant, exclusive')
     .option('-f, --filter <expr>', 'tcpdump filter expression (pcap-filter(7))')
     .option('-o, --output <file>', "output pcap file, or '-' for stdout")
     .option('-O, --stdout', 'write to stdout (same as -o -)', false)
@@ -66,6 +67,11 @@ function parseArgs(argv: string[]): Flags {
     .option('-j, --json', 'with --flows: JSON lines instead of a table', false)
     .option('-0, --empty', 'write an empty pcap when nothing matches', false)
     .option('--local-time', 'times without a zone are local time (default UTC)', false)
+    .option('--bundle <file>', "evidence bundle: a tar with one capture per timeline, manifest.json and SHA256SUMS ('-' for stdout)")
+    .option('--verify <file>', 'check an evidence bundle against its manifest, and stop')
+    .option('--user <name>', 'with authentication on: who you are (default your login name)')
+    .option('--password-fd <n>', 'with authentication on: read the password from this descriptor', wholeNumber('--password-fd'))
+    .option('--password-file <file>', 'with authentication on: read the password from a file only you can read')
     .addHelpText(
       'after',
       `
@@ -73,248 +79,137 @@ Times: ${formatsHelp}.
 The range is [BEGIN, END): BEGIN inclusive, END exclusive.
 Output: the packets tcpdump would keep from the same files with the same
 filter, restricted to the range, byte for byte, in timestamp order.
+Authentication: when ${configPath()} (or $NPCAPEXTRACT_CONF) says
+'auth = on', the extraction service reads the dump set for you once PAM
+has proven who you are; the password is asked on the terminal, or read with
+--password-fd or --password-file, never taken from the command line.
 Exit codes: 0 done (also when nothing matched), 1 failed while reading,
-2 bad arguments or a filter libpcap rejects, 3 timeline missing or unreadable,
-4 output not writable, 5 a time that cannot be read, 6 an empty or reversed range.`,
+2 bad arguments or a filter libpcap rejects, 3 timeline missing, unreadable
+or not served, 4 output not writable, 5 a time that cannot be read, 6 an empty
+or reversed range, 7 authentication failed (wrong password, unknown or
+unauthorized user), 8 --verify: the bundle does not match its manifest,
+9 the extraction service cannot be reached.`,
     );
   program.parse(argv);
   return program.opts<Flags>();
 }
 
-interface OpenedFile {
-  file: DumpFile;
-  timeline: number;
-  index: IndexView | undefined;
-  /** Read once: link type, precision and where reading stops. */
-  info: FileInfo;
+function modeOf(flags: Flags): Mode {
+  const chosen = [flags.bundle !== undefined && '--bundle', flags.list && '-l', flags.flows && '--flows'].filter(Boolean);
+  if (chosen.length > 1) throw new CliError(`${chosen.join(' and ')} do not go together`, Exit.usage);
+  if (flags.bundle !== undefined) {
+    if (flags.output || flags.stdout) throw new CliError('--bundle names its own output: drop -o/-O', Exit.usage);
+    return 'bundle';
+  }
+  return flags.list ? 'list' : flags.flows ? 'flows' : 'packets';
 }
 
-function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
-  try {
-    return readIndexFile(file.index, { partial: file.partial });
-  } catch (err) {
-    if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
-    return undefined;
+function buildRequest(flags: Flags, mode: Mode): ExtractRequest {
+  // Required unless --verify, so not commander's required options; said in commander's words.
+  const missing = (option: string): CliError => new CliError(`required option '${option}' not specified`, Exit.usage);
+  const { timeline, begin, end } = flags;
+  if (!timeline?.length) throw missing('-t, --timeline <dir>');
+  if (begin === undefined) throw missing('-b, --begin <time>');
+  if (end === undefined) throw missing('-e, --end <time>');
+  const { beginNs, endNs } = rangeOf(begin, end, flags.localTime);
+  return {
+    // Absolute: the service does not share the caller's working directory.
+    timelines: timeline.map((t) => path.resolve(t)),
+    beginNs,
+    endNs,
+    filter: flags.filter ?? '',
+    mode,
+    pcapng: flags.pcapng,
+    snaplen: flags.snaplen,
+    empty: flags.empty,
+    json: flags.json,
+    explain: flags.explain,
+  };
+}
+
+/** Where packets or the bundle go: a file name, '-' for stdout, or none (-l, --flows). */
+function outputTarget(flags: Flags, mode: Mode): string | undefined {
+  if (mode === 'list' || mode === 'flows') return undefined;
+  const target = mode === 'bundle' ? flags.bundle : flags.stdout ? '-' : flags.output;
+  if (!target) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);
+  if (target === '-') {
+    if (process.stdout.isTTY) throw new CliError(`refusing to write ${mode === 'bundle' ? 'a tar' : 'pcap'} to a terminal; redirect stdout or give a file`, Exit.usage);
+    if (flags.maxSize || flags.maxPackets) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
+    return target;
   }
+  try {
+    fs.accessSync(path.dirname(path.resolve(target)), fs.constants.W_OK);
+  } catch {
+    throw new CliError(`cannot write ${target}: its directory is missing or not writable`, ExtractExit.output);
+  }
+  return target;
+}
+
+function openOutput(target: string): Writable {
+  return target === '-' ? process.stdout : fs.createWriteStream(target, { mode: 0o640 });
+}
+
+async function closeOutput(out: Writable): Promise<void> {
+  if (out !== process.stdout) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+/** The dump set read by this process: authentication is off. */
+async function extractDirectly(req: ExtractRequest, flags: Flags, target: string | undefined): Promise<number> {
+  const note = (line: string): void => void process.stderr.write(`${NAME}: ${line}\n`);
+  // Packets to a named file are written (and split) by the output itself; a bundle is one stream.
+  const streamed = req.mode === 'bundle' || target === '-';
+  const data = target && streamed ? openOutput(target) : (target ?? process.stdout);
+  try {
+    await perform(req, {
+      data,
+      text: process.stdout,
+      note,
+      split: { maxBytes: flags.maxSize * 2 ** 20, maxPackets: flags.maxPackets },
+      progress: process.stderr.isTTY === true,
+      user: os.userInfo().username,
+    });
+  } catch (err) {
+    // A bundle file is opened before the query runs: no half bundle is left behind.
+    if (req.mode === 'bundle' && target && target !== '-') fs.rmSync(target, { force: true });
+    throw err;
+  }
+  if (typeof data !== 'string') await closeOutput(data);
+  return Exit.ok;
+}
+
+async function extractThroughService(req: ExtractRequest, flags: Flags, target: string | undefined, config: ExtractConfig): Promise<number> {
+  if (flags.maxSize || flags.maxPackets) throw new CliError('-P and -N are not available through the extraction service: split the output afterwards (editcap -c)', Exit.usage);
+  const user = flags.user ?? os.userInfo().username;
+  const password =
+    flags.passwordFd !== undefined ? passwordFromFd(flags.passwordFd) : flags.passwordFile !== undefined ? passwordFromFile(flags.passwordFile) : await passwordFromTerminal(user);
+  return askService(config.socket, { user, password, request: requestToJson(req) }, () => openOutput(target ?? '-'));
+}
+
+async function verify(file: string): Promise<number> {
+  const input = file === '-' ? process.stdin : fs.createReadStream(file);
+  const verdict = await verifyBundle(input);
+  if (verdict.problems.length) {
+    for (const p of verdict.problems) process.stderr.write(`${NAME}: ${file}: ${p}\n`);
+    throw new CliError(`${file}: the bundle does not match its manifest`, ExtractExit.verify);
+  }
+  process.stdout.write(`${file}: bundle verified: ${verdict.files} captures, ${verdict.packets} packets, every sha256 as in the manifest\n`);
+  return Exit.ok;
 }
 
 async function main(): Promise<number> {
   const flags = parseArgs(process.argv);
-  const warn = (m: string): void => void process.stderr.write(`${NAME}: warning: ${m}\n`);
-
-  let beginNs: bigint;
-  let endNs: bigint;
+  if (flags.verify !== undefined) return verify(flags.verify);
+  const mode = modeOf(flags);
+  const req = buildRequest(flags, mode);
+  const target = outputTarget(flags, mode);
+  let config: ExtractConfig;
   try {
-    ({ beginNs, endNs } = parseRange(flags.begin, flags.end, flags.localTime));
+    config = loadConfig();
   } catch (err) {
-    if (err instanceof TimeError) throw new CliError(err.message, ExtractExit.time);
-    if (err instanceof EmptyRangeError) throw new CliError(err.message, ExtractExit.range);
+    if (err instanceof ConfigError) throw new CliError(err.message, Exit.usage);
     throw err;
   }
-
-  const target = flags.stdout ? '-' : flags.output;
-  if (!target && !flags.list && !flags.flows) throw new CliError('no output: give -o FILE, -o - or -O', Exit.usage);
-  if (target && target !== '-') {
-    try {
-      fs.accessSync(path.dirname(path.resolve(target)), fs.constants.W_OK);
-    } catch {
-      throw new CliError(`cannot write ${target}: its directory is missing or not writable`, ExtractExit.output);
-    }
-  }
-  if (target === '-' && process.stdout.isTTY) throw new CliError('refusing to write pcap to a terminal; redirect stdout or use -o FILE', Exit.usage);
-
-  const filterText = flags.filter ?? '';
-  // libpcap judges the expression once up front, so that a bad one fails
-  // even when no file is in range.
-  const filters = new Map<number, PacketFilter>();
-  const filterFor = (linktype: number, snaplen: number): PacketFilter => {
-    let f = filters.get(linktype);
-    if (!f) {
-      try {
-        f = new PacketFilter(filterText, linktype, snaplen);
-      } catch (err) {
-        throw new CliError(`bad filter '${filterText}': ${(err as Error).message}`, ExtractExit.filter);
-      }
-      filters.set(linktype, f);
-    }
-    return f;
-  };
-  filterFor(1, 262144);
-
-  const opened: OpenedFile[] = [];
-  flags.timeline.forEach((dir, t) => {
-    let files: DumpFile[];
-    try {
-      files = filesInRange(openTimeline(dir), beginNs, endNs, warn);
-    } catch (err) {
-      throw new CliError((err as Error).message, ExtractExit.timeline);
-    }
-    for (const file of files) {
-      const index = openIndex(file, warn);
-      opened.push({ file, timeline: t, index, info: fileInfo(file, index) });
-    }
-  });
-
-  // The index narrows where to read; a flow is passed over only when the
-  // planner is certain that libpcap would reject every packet of it.
-  const expr = parseFilter(filterText);
-  const described = describePlan(expr);
-  const mayMatch = (index: IndexView): FlowTest | undefined =>
-    described.canSkip
-      ? (cols) => {
-          const judge = columnPlanner(expr, cols, index.linktype);
-          return (j) => judge(j) !== 'false';
-        }
-      : undefined;
-  const stats: ReadStats = { bytesRead: 0, reads: 0 };
-  const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({
-    o,
-    plan: o.index ? planFile(o.index, beginNs, endNs, mayMatch(o.index)) : undefined,
-  }));
-  const toRead = planned.filter((p) => !p.plan || p.plan.ranges.length > 0);
-
-  if (flags.explain) {
-    const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
-    const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
-    const fileBytes = planned.reduce((n, p) => n + p.o.info.end, 0);
-    const toReadBytes = toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : p.o.info.end), 0);
-    process.stderr.write(
-      `${NAME}: range ${formatNs(beginNs)} - ${formatNs(endNs)}, filter '${filterText}'\n` +
-        described.lines.map((l) => `${NAME}: ${l}\n`).join('') +
-        `${NAME}: files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
-        `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}\n` +
-        `${NAME}: flows in range ${sum((p) => p.flowsInRange)}, flows that may match ${sum((p) => p.flowsRead)}; ` +
-        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)\n`,
-    );
-  }
-  if (flags.list) {
-    for (const p of toRead) process.stdout.write(`${p.o.file.pcap}\n`);
-    return Exit.ok;
-  }
-  if (flags.flows) return listFlows(toRead.map((p) => p.o), filterFor, (f, linktype) => planFlow(expr, f, linktype), beginNs, endNs, flags.json, warn);
-
-  if (target === '-' && (flags.maxSize || flags.maxPackets)) throw new CliError('-P and -N split files: give -o FILE, not stdout', Exit.usage);
-  const headers = toRead.map((p) => p.o.info);
-  // One origin per timeline and link type: a pcapng interface each; a pcap
-  // holds only one link type.
-  const origins: Origin[] = [];
-  const originOf = (timeline: number, linktype: number): number => {
-    const name = flags.timeline[timeline]!;
-    let i = origins.findIndex((o) => o.name === name && o.linktype === linktype);
-    if (i < 0) i = origins.push({ name, linktype, filter: filterText }) - 1;
-    return i;
-  };
-  const fileOrigins = toRead.map((p, i) => originOf(p.o.timeline, headers[i]!.linktype));
-  if (!flags.pcapng && new Set(origins.map((o) => o.linktype)).size > 1) {
-    throw new CliError(`the files in range have different link types (${[...new Set(origins.map((o) => o.linktype))].join(', ')}); use --pcapng`, Exit.usage);
-  }
-  if (!origins.length) origins.push({ name: flags.timeline[0]!, linktype: 1, filter: filterText });
-  const output = new Output(target!, origins, {
-    format: flags.pcapng ? 'pcapng' : 'pcap',
-    nano: headers.some((h) => h.nano),
-    snaplen: flags.snaplen,
-    maxBytes: flags.maxSize * 2 ** 20,
-    maxPackets: flags.maxPackets,
-  });
-
-  const sources: Source[] = [];
-  let filesOpened = 0;
-  for (const [i, p] of toRead.entries()) {
-    const { file, index } = p.o;
-    const header = headers[i]!;
-    const filter = filterFor(header.linktype, header.snaplen);
-    const end = header.end;
-    const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: end }];
-    const read = (): Iterator<Batch> => {
-      // Opened only when the merge reaches the file: the files not needed are never opened.
-      const fd = openDumpFile(file);
-      filesOpened++;
-      const gen = readRanges({ fd, end, filter, beginNs, endNs, nano: header.nano, origin: fileOrigins[i]! }, ranges, stats);
-      return closeAfter(gen, fd);
-    };
-    if (index?.ordered) {
-      sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, batches: read });
-    } else {
-      const all = sortedPackets({ [Symbol.iterator]: read });
-      if (all.length) sources.push({ firstNs: all[0]!.tsNs, lastNs: all[all.length - 1]!.tsNs, batches: () => all.map(batchOf)[Symbol.iterator]() });
-    }
-  }
-
-  const totalBytes = toRead.reduce((n, p, i) => n + (p.plan ? p.plan.bytes : headers[i]!.end), 0);
-  const progress = new Progress(stats, totalBytes, toRead.length);
-  for (const batch of mergeByTime(sources)) {
-    await output.writeBatch(batch);
-    progress.tick(filesOpened);
-  }
-  progress.done();
-  await output.close(flags.empty);
-  if (flags.explain) {
-    process.stderr.write(`${NAME}: read ${stats.bytesRead} bytes in ${stats.reads} reads; wrote ${output.packets} packets\n`);
-  }
-  return Exit.ok;
-}
-
-/** --flows: connections from the indexes, with packets read only where the index cannot be exact. */
-function listFlows(
-  files: OpenedFile[],
-  filterFor: (linktype: number, snaplen: number) => PacketFilter,
-  verdict: (flow: FlowView, linktype: number) => Tri,
-  beginNs: bigint,
-  endNs: bigint,
-  json: boolean,
-  warn: (m: string) => void,
-): number {
-  const table = new FlowTable();
-  const stats: ReadStats = { bytesRead: 0, reads: 0 };
-  for (const { file, index, info } of files) {
-    if (!index) {
-      warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
-      continue;
-    }
-    const toRead = table.addIndex(index, beginNs, endNs, (flow) => verdict(flow, index.linktype));
-    if (!toRead.size) continue;
-    const fd = openDumpFile(file);
-    const reading = { fd, end: info.end, filter: filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
-    for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), stats), fd)) {
-      for (const p of packetsOf(b)) table.countPacket(p, toRead);
-    }
-  }
-  const conns = table.connections();
-  process.stdout.write(json ? formatJsonLines(conns) : formatTable(conns));
-  if (table.flowsRead) process.stderr.write(`${NAME}: read the packets of ${table.flowsRead} flows the index could not decide (${stats.bytesRead} bytes)\n`);
-  return Exit.ok;
-}
-
-function* closeAfter(gen: Generator<Batch>, fd: number): Generator<Batch> {
-  try {
-    yield* gen;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-interface FileInfo {
-  linktype: number;
-  snaplen: number;
-  nano: boolean;
-  /** Where reading stops: the end of the file, or of what the index of a file being written covers. */
-  end: number;
-}
-
-/** What reading a file needs: from its index, or else from the pcap header. */
-function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
-  if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
-  const fd = openDumpFile(file);
-  try {
-    const h = readPcapHeader(fd, file.pcap);
-    if (!h.littleEndian) throw new PcapFormatError(file.pcap, 'byte-swapped pcap, not written by n2disk-ts');
-    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: fs.fstatSync(fd).size };
-  } catch (e) {
-    throw e instanceof PcapFormatError ? new CliError(e.message, Exit.failure) : e;
-  } finally {
-    fs.closeSync(fd);
-  }
+  return config.auth ? extractThroughService(req, flags, target, config) : extractDirectly(req, flags, target);
 }
 
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

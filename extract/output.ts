@@ -1,6 +1,7 @@
 // Writing extracted packets, to a file or stdout, as pcap or pcapng, in one
 // file or numbered parts. Headers go out with the first packet, so that
 // "nothing matched" means no output at all unless an empty file is asked for.
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -109,8 +110,9 @@ function packetBlock(iface: number, p: Packet, opts: OutputOptions): Buffer {
 }
 
 /**
- * The output of one extraction. `target` is a file name or '-' (stdout);
- * with maxBytes/maxPackets, files are TARGET-0001.EXT, TARGET-0002.EXT, ...
+ * The output of one extraction. `target` is a file name, or a stream
+ * (stdout, the extraction service's connection) that is written but left
+ * open; with maxBytes/maxPackets, files are TARGET-0001.EXT, TARGET-0002.EXT, ...
  */
 export class Output {
   private out: Writable | undefined;
@@ -127,7 +129,7 @@ export class Output {
   readonly files: string[] = [];
 
   constructor(
-    private readonly target: string,
+    private readonly target: string | Writable,
     private readonly origins: readonly Origin[],
     private readonly opts: OutputOptions,
   ) {}
@@ -136,18 +138,22 @@ export class Output {
     return this.opts.maxBytes > 0 || this.opts.maxPackets > 0;
   }
 
-  private fileName(): string {
-    if (!this.split) return this.target;
-    const ext = path.extname(this.target);
-    const base = ext ? this.target.slice(0, -ext.length) : this.target;
+  private fileName(target: string): string {
+    if (!this.split) return target;
+    const ext = path.extname(target);
+    const base = ext ? target.slice(0, -ext.length) : target;
     return `${base}-${String(this.part).padStart(4, '0')}${ext || '.' + this.opts.format}`;
   }
 
   private stream(): Writable {
     if (!this.out) {
-      const name = this.fileName();
-      this.out = this.target === '-' ? process.stdout : fs.createWriteStream(name, { mode: 0o640 });
-      if (this.target !== '-') this.files.push(name);
+      if (typeof this.target === 'string') {
+        const name = this.fileName(this.target);
+        this.out = fs.createWriteStream(name, { mode: 0o640 });
+        this.files.push(name);
+      } else {
+        this.out = this.target;
+      }
     }
     return this.out;
   }
@@ -216,13 +222,14 @@ export class Output {
     this.pending = [];
     this.pendingBytes = 0;
     const out = this.stream();
-    if (!out.write(data)) await new Promise<void>((resolve) => out.once('drain', resolve));
+    // once() rejects if the stream fails instead (a client of the service that went away).
+    if (!out.write(data)) await once(out, 'drain');
   }
 
   private async endStream(): Promise<void> {
     const out = this.out;
     this.out = undefined;
-    if (out && out !== process.stdout) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (out && out !== this.target) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
   }
 
   /** Flushes and closes; with `empty`, writes a file with headers only when no packet was written. */

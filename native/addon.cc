@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "filter.h"
+#include "identity.h"
 #include "pcap_meta.h"
 #include "recorder.h"
 
@@ -224,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Filter", n2d::Filter::Define(env));
   exports.Set("recordsMeta", Napi::Function::New(env, n2d::RecordsMeta));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
+  n2d::DefineIdentity(env, exports);
   return exports;
 }
 

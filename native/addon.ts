@@ -138,6 +138,9 @@ interface Addon {
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
   libpcapVersion(): string;
+  peerCredentials(fd: number): PeerCredentials | null;
+  userName(uid: number): string | null;
+  userGroups(name: string): string[] | null;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -200,6 +203,22 @@ export function recordsMeta(buf: Uint8Array, fileOffset: number, linktype: numbe
   const r = addon.recordsMeta(buf, fileOffset, linktype, nano, maxCaplen);
   return { meta: r.meta, count: r.count, next: r.next, stop: STOPS[r.stop]! };
 }
+
+/** The process at the other end of a Unix socket, as the kernel saw it connect (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** SO_PEERCRED of a connected Unix socket's descriptor; null when it has none. */
+export const peerCredentials = (fd: number): PeerCredentials | null => addon.peerCredentials(fd);
+
+/** The name of a uid (through NSS), or null. */
+export const userName = (uid: number): string | null => addon.userName(uid);
+
+/** Names of every group of a user, primary and supplementary (through NSS), or null for an unknown user. */
+export const userGroups = (name: string): string[] | null => addon.userGroups(name);
 
 /** The records of one scan. */
 export interface ScanResult {

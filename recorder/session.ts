@@ -202,11 +202,12 @@ export class Session {
     // later, and the final index holds everything.
     if (!f.index || (budget && !budget.take(grow))) return;
     const index = f.index;
-    if (this.whileFull(`cannot extend ${f.path}${INDEX_SUFFIX}`, () => index.append(segment) ?? true) === undefined) {
-      budget?.release(grow);
-    } else {
-      f.indexBytes += segment.length + 8;
-    }
+    const appended = this.whileFull(`cannot extend ${f.path}${INDEX_SUFFIX}`, () => {
+      index.append(segment);
+      return true;
+    });
+    if (appended) f.indexBytes += segment.length + 8;
+    else budget?.release(grow);
   }
 
   private commitDueSegments(): void {

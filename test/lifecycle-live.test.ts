@@ -96,10 +96,15 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
     const starts: number[] = [];
     let recovered = 0;
     try {
+      const parts = (): string[] => (fs.existsSync(storage) ? fs.readdirSync(storage).filter((n) => n.endsWith('.pcap.part')) : []);
       for (let i = 0; i < 20; i++) {
+        const stale = new Set(parts()); // left by the previous kill, for this start to recover
         const rec = await startRecorder(storage, ['-p', '1', '-t', '1']);
         starts.push(rec.startMs);
-        await sleep(300 + Math.random() * 1200);
+        // Killed while writing: once recovery is done and a file is open, at a random moment.
+        const writing = Date.now();
+        while (!parts().some((n) => !stale.has(n)) && Date.now() - writing < 10_000) await sleep(10);
+        await sleep(100 + Math.random() * 1200);
         // Everything published before any earlier kill is still there, unchanged.
         for (const [file, digest] of published) assert.equal(sha(file), digest, `${file} changed after a kill and a restart`);
         for (const f of publishedFiles(storage)) {
@@ -107,7 +112,7 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
         }
         rec.child.kill('SIGKILL');
         await exitOf(rec.child);
-        recovered += fs.readdirSync(storage).filter((n) => n.endsWith('.pcap.part')).length;
+        recovered += parts().length;
       }
       const last = await startRecorder(storage, ['-p', '1', '-t', '1']);
       await sleep(1000);
@@ -117,7 +122,9 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
       replayer.kill('SIGINT');
     }
     for (const [file, digest] of published) assert.equal(sha(file), digest, `${file} changed`);
-    assert.ok(recovered >= 15, `only ${recovered} kills left a file unfinished`);
+    // A file exists on disk from its first write (a full chunk, or the 500 ms
+    // flush) to its publication; with -t 1 that is most of each second.
+    assert.ok(recovered >= 8, `only ${recovered} kills left a file unfinished`);
     assert.deepEqual(fs.readdirSync(storage).filter((f) => f.includes('.part')), []);
     for (const f of publishedFiles(storage)) {
       const check = await runTool('npcapprintindex', ['-c', '-i', f + '.idx']);

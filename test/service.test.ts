@@ -56,8 +56,11 @@ test('make install DESTDIR=...: the program, units, user, group and directories 
     return [st.uid, st.gid, st.mode & 0o777];
   };
   assert.deepEqual(owner('var/lib/n2disk-ts'), [Number(user[1]), Number(user[2]), 0o750]);
-  assert.deepEqual(owner('etc/n2disk-ts'), [0, Number(user[2]), 0o750]);
-  assert.ok(fs.existsSync(path.join(root, 'etc/n2disk-ts/n2disk-ts.conf.example')));
+  // npcapextract, run by any user, reads extract.conf there.
+  assert.deepEqual(owner('etc/n2disk-ts'), [0, 0, 0o755]);
+  for (const f of ['etc/n2disk-ts/n2disk-ts.conf.example', 'etc/n2disk-ts/extract.conf', 'etc/pam.d/npcapextract']) {
+    assert.ok(fs.existsSync(path.join(root, f)), f);
+  }
   for (const unit of units) verify(path.join(root, 'etc/systemd/system', unit));
   assert.deepEqual(['/etc/passwd', '/etc/group'].map((f) => fs.readFileSync(f, 'utf8')), realAccounts, "the real system's accounts are untouched");
   // The installed copy runs on its own: an import from a fixture, with its runtime dependencies only.

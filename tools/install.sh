@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs n2disk-ts as a service: the built checkout to /opt/n2disk-ts, the
-# systemd units, the user and group n2disk, /etc/n2disk-ts and
-# /var/lib/n2disk-ts. `make install` runs it after the build.
+# systemd units, the user and group n2disk, /etc/n2disk-ts (with samples, and
+# npcapextractd's extract.conf and PAM stack) and /var/lib/n2disk-ts. `make install` runs it after the build.
 #
 # DESTDIR=DIR installs into DIR as if it were / (for packaging, and for the
 # tests): the user and the directories are made there by systemd-sysusers
@@ -41,7 +41,7 @@ cat > "$root/usr/lib/sysusers.d/n2disk-ts.conf" <<'EOF'
 u n2disk - "n2disk-ts packet recorder" /var/lib/n2disk-ts -
 EOF
 cat > "$root/usr/lib/tmpfiles.d/n2disk-ts.conf" <<'EOF'
-d /etc/n2disk-ts 0750 root n2disk -
+d /etc/n2disk-ts 0755 root root -
 d /var/lib/n2disk-ts 0750 n2disk n2disk -
 EOF
 if [ -n "$root" ]; then
@@ -51,7 +51,11 @@ else
   systemd-sysusers n2disk-ts.conf
   systemd-tmpfiles --create n2disk-ts.conf
 fi
-install -m 0640 systemd/n2disk-ts.conf.example "$root/etc/n2disk-ts/n2disk-ts.conf.example"
+install -m 0644 systemd/n2disk-ts.conf.example "$root/etc/n2disk-ts/n2disk-ts.conf.example"
+# The extraction service's configuration and PAM stack, unless the admin has them already.
+[ -e "$root/etc/n2disk-ts/extract.conf" ] || install -m 0644 systemd/extract.conf "$root/etc/n2disk-ts/extract.conf"
+mkdir -p "$root/etc/pam.d"
+[ -e "$root/etc/pam.d/npcapextract" ] || install -m 0644 systemd/npcapextract.pam "$root/etc/pam.d/npcapextract"
 
 # A running systemd learns of the new units; a temporary root has none.
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

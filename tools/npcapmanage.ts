@@ -5,11 +5,10 @@ import path from 'node:path';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpSet, filesInRange, INDEX_SUFFIX, openTimeline, TimelineInfo } from '../recorder/dumpset';
 import { readIndexFile } from '../recorder/index-file';
-import { EmptyRangeError, formatNs, formatsHelp, parseRange, TimeError } from '../extract/time';
+import { ExtractExit, rangeOf } from '../extract/exits';
+import { formatNs, formatsHelp } from '../extract/time';
 
 const NAME = 'npcapmanage';
-/** Exit codes shared with npcapextract for the same mistakes. */
-const ManageExit = { timeline: 3, time: 5, range: 6 } as const;
 
 interface Flags {
   timeline: string;
@@ -46,19 +45,13 @@ Exit codes: 0 done, 1 a file could not be deleted, 2 bad arguments,
     );
   program.parse(process.argv);
   const flags = program.opts<Flags>();
-  let range;
-  try {
-    range = parseRange(flags.begin, flags.end, flags.localTime);
-  } catch (err) {
-    if (err instanceof TimeError) throw new CliError(err.message, ManageExit.time);
-    if (err instanceof EmptyRangeError) throw new CliError(err.message, ManageExit.range);
-    throw err;
-  }
+  // The same mistakes end with the same exit codes as in npcapextract.
+  const range = rangeOf(flags.begin, flags.end, flags.localTime);
   let info: TimelineInfo;
   try {
     info = openTimeline(path.resolve(flags.timeline));
   } catch (err) {
-    throw new CliError((err as Error).message, ManageExit.timeline);
+    throw new CliError((err as Error).message, ExtractExit.timeline);
   }
   const warn = (m: string): void => void process.stderr.write(`${NAME}: warning: ${m}\n`);
   const listed: Listed[] = [];

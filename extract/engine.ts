@@ -1,0 +1,284 @@
+// The extraction engine: from a query (timelines, range, filter) to the
+// files to read, the plan for each, and the packets libpcap keeps, merged by
+// time. The command line (direct reads) and the extraction service (reads on
+// a caller's behalf) both run this one engine.
+import fs from 'node:fs';
+import { Writable } from 'node:stream';
+import { PacketFilter } from '../native/addon';
+import { CliError, Exit } from '../recorder/cli';
+import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
+import { IndexView, readIndexFile } from '../recorder/index-file';
+import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
+import { ExtractExit } from './exits';
+import { FlowTable, formatJsonLines, formatTable } from './flows';
+import { mergeByTime, Source, sortedPackets } from './merge';
+import { Origin, Output } from './output';
+import { columnPlanner, describePlan, planFlow, PlanDescription } from './planner';
+import { Expr, parseFilter } from './expression';
+import { coalesce, FilePlan, FlowTest, planFile } from './plan';
+import { Progress } from './progress';
+import { Batch, batchOf, ByteRange, packetsOf, readRanges, ReadStats } from './read';
+import { formatNs } from './time';
+
+/** What to extract: the same for every kind of output. */
+export interface Query {
+  timelines: string[];
+  beginNs: bigint;
+  endNs: bigint;
+  /** tcpdump expression; '' keeps every packet. */
+  filter: string;
+}
+
+export interface PacketOptions {
+  pcapng: boolean;
+  /** Cut packets to this many bytes (0: as stored). */
+  snaplen: number;
+  /** Numbered output files of at most this many bytes / packets (0: one file). */
+  maxBytes: number;
+  maxPackets: number;
+  /** Write headers even when nothing matches. */
+  empty: boolean;
+  /** Progress on stderr (a terminal only). */
+  progress: boolean;
+}
+
+/** What an extraction wrote, for --explain and the audit log. */
+export interface Written {
+  packets: number;
+  /** Captured bytes of the packets written. */
+  bytes: number;
+}
+
+interface FileInfo {
+  linktype: number;
+  snaplen: number;
+  nano: boolean;
+  /** Where reading stops: the end of the file, or of what the index of a file being written covers. */
+  end: number;
+}
+
+interface OpenedFile {
+  file: DumpFile;
+  timeline: number;
+  index: IndexView | undefined;
+  /** Read once: link type, precision and where reading stops. */
+  info: FileInfo;
+  plan: FilePlan | undefined;
+}
+
+function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
+  try {
+    return readIndexFile(file.index, { partial: file.partial });
+  } catch (err) {
+    if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
+    return undefined;
+  }
+}
+
+/** What reading a file needs: from its index, or else from the pcap header. */
+function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
+  if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
+  const fd = openDumpFile(file);
+  try {
+    const h = readPcapHeader(fd, file.pcap);
+    if (!h.littleEndian) throw new PcapFormatError(file.pcap, 'byte-swapped pcap, not written by n2disk-ts');
+    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: fs.fstatSync(fd).size };
+  } catch (e) {
+    throw e instanceof PcapFormatError ? new CliError(e.message, Exit.failure) : e;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function* closeAfter(gen: Generator<Batch>, fd: number): Generator<Batch> {
+  try {
+    yield* gen;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A planned query: the files in range, what to read of each, and the filter compiled per link type. */
+export class Extraction {
+  /** Every packet file opened so far, in the order opened (the audit log lists them). */
+  readonly filesOpened: string[] = [];
+  private readonly filters = new Map<number, PacketFilter>();
+  private readonly expr: Expr;
+  private readonly described: PlanDescription;
+  private readonly files: OpenedFile[] = [];
+  private readonly stats: ReadStats = { bytesRead: 0, reads: 0 };
+
+  constructor(
+    readonly query: Query,
+    private readonly warn: (m: string) => void,
+  ) {
+    // libpcap judges the expression once up front, so that a bad one fails
+    // even when no file is in range.
+    this.filterFor(1, 262144);
+    query.timelines.forEach((dir, t) => {
+      let files: DumpFile[];
+      try {
+        files = filesInRange(openTimeline(dir), query.beginNs, query.endNs, warn);
+      } catch (err) {
+        throw new CliError((err as Error).message, ExtractExit.timeline);
+      }
+      for (const file of files) {
+        const index = openIndex(file, warn);
+        this.files.push({ file, timeline: t, index, info: fileInfo(file, index), plan: undefined });
+      }
+    });
+    // The index narrows where to read; a flow is passed over only when the
+    // planner is certain that libpcap would reject every packet of it.
+    this.expr = parseFilter(query.filter);
+    this.described = describePlan(this.expr);
+    for (const f of this.files) {
+      if (!f.index) continue;
+      const index = f.index;
+      const mayMatch: FlowTest | undefined = this.described.canSkip
+        ? (cols) => {
+            const judge = columnPlanner(this.expr, cols, index.linktype);
+            return (j) => judge(j) !== 'false';
+          }
+        : undefined;
+      f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
+    }
+  }
+
+  private filterFor(linktype: number, snaplen: number): PacketFilter {
+    let f = this.filters.get(linktype);
+    if (!f) {
+      try {
+        f = new PacketFilter(this.query.filter, linktype, snaplen);
+      } catch (err) {
+        throw new CliError(`bad filter '${this.query.filter}': ${(err as Error).message}`, ExtractExit.filter);
+      }
+      this.filters.set(linktype, f);
+    }
+    return f;
+  }
+
+  private open(file: DumpFile): number {
+    // Opened only when needed: the files not needed are never opened.
+    const fd = openDumpFile(file);
+    this.filesOpened.push(file.pcap);
+    return fd;
+  }
+
+  /** The files that will be read: those the index does not rule out. */
+  private get toRead(): OpenedFile[] {
+    return this.files.filter((f) => !f.plan || f.plan.ranges.length > 0);
+  }
+
+  /** Paths of the files that would be read (-l). */
+  list(): string[] {
+    return this.toRead.map((f) => f.file.pcap);
+  }
+
+  /** What the planner decided and what the index saves (--explain). */
+  explain(): string[] {
+    const planned = this.files;
+    const by = (how: FilePlan['how']): number => planned.filter((p) => p.plan?.how === how).length;
+    const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
+    const fileBytes = planned.reduce((n, p) => n + p.info.end, 0);
+    const toReadBytes = this.toReadBytes();
+    return [
+      `range ${formatNs(this.query.beginNs)} - ${formatNs(this.query.endNs)}, filter '${this.query.filter}'`,
+      ...this.described.lines,
+      `files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
+        `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
+      `flows in range ${sum((p) => p.flowsInRange)}, flows that may match ${sum((p) => p.flowsRead)}; ` +
+        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
+    ];
+  }
+
+  /** After writing: bytes and reads done. */
+  readSummary(written: Written): string {
+    return `read ${this.stats.bytesRead} bytes in ${this.stats.reads} reads; wrote ${written.packets} packets`;
+  }
+
+  private toReadBytes(): number {
+    return this.toRead.reduce((n, p) => n + (p.plan ? p.plan.bytes : p.info.end), 0);
+  }
+
+  /** --flows: connections from the indexes, with packets read only where the index cannot be exact. */
+  flows(json: boolean): { text: string; note: string | undefined } {
+    const table = new FlowTable();
+    for (const { file, index, info } of this.toRead) {
+      if (!index) {
+        this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
+        continue;
+      }
+      const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      if (!toRead.size) continue;
+      const fd = this.open(file);
+      const { beginNs, endNs } = this.query;
+      const reading = { fd, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
+      for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), fd)) {
+        for (const p of packetsOf(b)) table.countPacket(p, toRead);
+      }
+    }
+    const conns = table.connections();
+    return {
+      text: json ? formatJsonLines(conns) : formatTable(conns),
+      note: table.flowsRead ? `read the packets of ${table.flowsRead} flows the index could not decide (${this.stats.bytesRead} bytes)` : undefined,
+    };
+  }
+
+  /**
+   * Writes the matching packets, merged by time, to `target`: a file name
+   * (numbered parts with maxBytes/maxPackets) or a stream left open.
+   */
+  async writePackets(target: string | Writable, opts: PacketOptions): Promise<Written> {
+    const toRead = this.toRead;
+    const { timelines, filter, beginNs, endNs } = this.query;
+    // One origin per timeline and link type: a pcapng interface each; a pcap
+    // holds only one link type.
+    const origins: Origin[] = [];
+    const originOf = (timeline: number, linktype: number): number => {
+      const name = timelines[timeline]!;
+      let i = origins.findIndex((o) => o.name === name && o.linktype === linktype);
+      if (i < 0) i = origins.push({ name, linktype, filter }) - 1;
+      return i;
+    };
+    const fileOrigins = toRead.map((p) => originOf(p.timeline, p.info.linktype));
+    if (!opts.pcapng && new Set(origins.map((o) => o.linktype)).size > 1) {
+      throw new CliError(`the files in range have different link types (${[...new Set(origins.map((o) => o.linktype))].join(', ')}); use --pcapng`, Exit.usage);
+    }
+    if (!origins.length) origins.push({ name: timelines[0]!, linktype: 1, filter });
+    const output = new Output(target, origins, {
+      format: opts.pcapng ? 'pcapng' : 'pcap',
+      nano: toRead.some((p) => p.info.nano),
+      snaplen: opts.snaplen,
+      maxBytes: opts.maxBytes,
+      maxPackets: opts.maxPackets,
+    });
+
+    const sources: Source[] = [];
+    for (const [i, p] of toRead.entries()) {
+      const { file, index, info } = p;
+      const filter = this.filterFor(info.linktype, info.snaplen);
+      const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: info.end }];
+      const read = (): Iterator<Batch> => {
+        const fd = this.open(file);
+        const gen = readRanges({ fd, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
+        return closeAfter(gen, fd);
+      };
+      if (index?.ordered) {
+        sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, batches: read });
+      } else {
+        const all = sortedPackets({ [Symbol.iterator]: read });
+        if (all.length) sources.push({ firstNs: all[0]!.tsNs, lastNs: all[all.length - 1]!.tsNs, batches: () => all.map(batchOf)[Symbol.iterator]() });
+      }
+    }
+
+    const progress = new Progress(this.stats, this.toReadBytes(), toRead.length, opts.progress);
+    for (const batch of mergeByTime(sources)) {
+      await output.writeBatch(batch);
+      progress.tick(this.filesOpened.length);
+    }
+    progress.done();
+    await output.close(opts.empty);
+    return { packets: output.packets, bytes: output.bytes };
+  }
+}
