@@ -12,8 +12,8 @@ import { Origin, Output } from './output';
 import { Progress } from './progress';
 import { parseFilter } from './expression';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
-import { columnPlanner, describePlan, planFlow, Tri } from './planner';
-import { coalesce, FilePlan, FlowTest, planFile } from './plan';
+import { columnPlanner, describePlan, flowsToJudge, planFlow, Tri } from './planner';
+import { coalesce, FilePlan, FlowFilter, planFile } from './plan';
 import { Batch, batchOf, ByteRange, packetsOf, readRanges, ReadStats } from './read';
 import { EmptyRangeError, formatNs, formatsHelp, parseRange, TimeError } from './time';
 
@@ -160,11 +160,14 @@ async function main(): Promise<number> {
   // planner is certain that libpcap would reject every packet of it.
   const expr = parseFilter(filterText);
   const described = describePlan(expr);
-  const mayMatch = (index: IndexView): FlowTest | undefined =>
+  const mayMatch = (index: IndexView): FlowFilter | undefined =>
     described.canSkip
-      ? (cols) => {
-          const judge = columnPlanner(expr, cols, index.linktype);
-          return (j) => judge(j) !== 'false';
+      ? {
+          columns: (seg) => flowsToJudge(expr, seg, index.linktype),
+          test: (cols) => {
+            const judge = columnPlanner(expr, cols, index.linktype);
+            return (j) => judge(j) !== 'false';
+          },
         }
       : undefined;
   const stats: ReadStats = { bytesRead: 0, reads: 0 };
@@ -184,7 +187,7 @@ async function main(): Promise<number> {
         described.lines.map((l) => `${NAME}: ${l}\n`).join('') +
         `${NAME}: files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}\n` +
-        `${NAME}: flows in range ${sum((p) => p.flowsInRange)}, flows that may match ${sum((p) => p.flowsRead)}; ` +
+        `${NAME}: flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
         `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)\n`,
     );
   }

@@ -364,7 +364,10 @@ test('builder refuses offsets that do not increase', () => {
   assert.throws(() => b.segment(50), /does not cover/);
 });
 
-test('index size on synthetic traffic: at most 11 bytes a packet at 3 packets a flow', () => {
+// At 3 packets a flow the per-flow parts dominate: the key tables alone add
+// about 9 B a flow (each flow listed under its two addresses and two ports,
+// about 2 B a listing), i.e. 3 B a packet. Stenographer took 22 B a packet.
+test('index size on synthetic traffic: at most 14 bytes a packet at 3 packets a flow', () => {
   const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
   let addNs = 0n;
   const r = generateTraffic({ packets: 300_000, flows: 100_000, spread: 'local', seconds: 1, nano: false, batch: 6000 }, (meta, count) => {
@@ -377,7 +380,7 @@ test('index size on synthetic traffic: at most 11 bytes a packet at 3 packets a 
   console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / r.fileBytes).toFixed(2)}% of the pcap, ` +
     `${b.flowCount} flows, add() ${Math.round(r.packets / (Number(addNs) / 1e9))} records/s`);
   assert.equal(b.flowCount, 100_000);
-  assert.ok(perPacket <= 11, `${perPacket} bytes/packet`);
+  assert.ok(perPacket <= 14, `${perPacket} bytes/packet`);
 
   const file = path.join(tmp, 'synthetic.pcap.idx');
   writeIndexFile(file, index);
