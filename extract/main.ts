@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
-import { FlowView, IndexView, readIndexFile } from '../recorder/index-file';
+import { FlowView, IndexError, IndexView, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
@@ -163,7 +163,7 @@ async function main(): Promise<number> {
   const mayMatch = (index: IndexView): FlowFilter | undefined =>
     described.canSkip
       ? {
-          columns: (seg) => flowsToJudge(expr, seg, index.linktype),
+          candidates: (seg) => flowsToJudge(expr, seg, index.linktype),
           test: (cols) => {
             const judge = columnPlanner(expr, cols, index.linktype);
             return (j) => judge(j) !== 'false';
@@ -171,10 +171,20 @@ async function main(): Promise<number> {
         }
       : undefined;
   const stats: ReadStats = { bytesRead: 0, reads: 0 };
-  const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({
-    o,
-    plan: o.index ? planFile(o.index, beginNs, endNs, mayMatch(o.index)) : undefined,
-  }));
+  // Flows are decoded only now, so a defect there (a checksum cannot catch a
+  // writer's bug) still turns the file into a scan.
+  const planOf = (o: OpenedFile): FilePlan | undefined => {
+    if (!o.index) return undefined;
+    try {
+      return planFile(o.index, beginNs, endNs, mayMatch(o.index));
+    } catch (err) {
+      if (!(err instanceof IndexError)) throw err;
+      warn(`${err.message}; scanning ${o.file.pcap} instead`);
+      o.index = undefined;
+      return undefined;
+    }
+  };
+  const planned: { o: OpenedFile; plan: FilePlan | undefined }[] = opened.map((o) => ({ o, plan: planOf(o) }));
   const toRead = planned.filter((p) => !p.plan || p.plan.ranges.length > 0);
 
   if (flags.explain) {

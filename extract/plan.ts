@@ -8,6 +8,8 @@ import { ByteRange } from './read';
 const COALESCE_GAP = 256 << 10;
 /** Above this share of the in-range bytes, reading everything in range is cheaper than jumping. */
 const SEQUENTIAL_SHARE = 0.5;
+/** Candidate flows from the key tables that, spread evenly, cover nearly all of what they span (15/16). */
+const MANY_FLOWS = 16;
 
 export interface FilePlan {
   ranges: ByteRange[];
@@ -25,8 +27,8 @@ export interface FilePlan {
 
 /** How planning judges the flows of a segment. */
 export interface FlowFilter {
-  /** The flows that may match, as columns: all of them, or those the key tables name. */
-  columns(seg: SegmentFlows): FlowColumns;
+  /** The flows that may match (increasing), as the key tables name them; undefined: every flow may. */
+  candidates(seg: SegmentFlows): Uint32Array | undefined;
   /** Whether row r may hold a matching packet (false only when it certainly does not). */
   test(cols: FlowColumns): (row: number) => boolean;
 }
@@ -67,9 +69,18 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   const unit = index.nano ? 1n : 1000n;
   const [bHi, bLo] = tickAtOrAfter(beginNs, unit);
   const [eHi, eLo] = tickAtOrAfter(endNs, unit);
+  const picks = index.segmentFlows.map((seg) => mayMatch.candidates(seg));
+  // n candidate flows hold n records or more. Spread evenly, they are less
+  // than COALESCE_GAP apart once n * COALESCE_GAP > timeBytes, and coalescing
+  // joins them into reads of (n - 1) / n of the range: past MANY_FLOWS
+  // candidates, read in sequence without decoding them. (When they are
+  // bunched up, that reads more than needed, never more than a scan.)
+  const named = picks.reduce((n, p) => n + (p ? p.length : 0), 0);
+  if (named >= MANY_FLOWS && named * COALESCE_GAP > timeBytes) return sequential();
   const candidates: [FlowColumns, number][] = [];
-  for (const seg of index.segmentFlows) {
-    const cols = mayMatch.columns(seg);
+  for (const [k, seg] of index.segmentFlows.entries()) {
+    const pick = picks[k];
+    const cols = pick && seg.keys ? seg.keys.columns(pick) : seg.all();
     const test = mayMatch.test(cols);
     const { minHi, minLo, maxHi, maxLo } = cols;
     for (let j = 0; j < cols.flowCount; j++) {

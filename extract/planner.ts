@@ -392,31 +392,33 @@ function merge(a: Uint32Array, b: Uint32Array, union: boolean): Uint32Array {
 }
 
 /**
- * The flows of a segment that planning must judge for `expr`: every flow,
- * or, when the index has key tables, only those that can make it anything
- * but false, as the tables find them. Per flow class, the expression narrows
+ * The flows of a segment that planning must judge for `expr` (increasing),
+ * or undefined for every flow: when the index has key tables, only those
+ * that can make it anything but false, as the tables find them. Per flow class, the expression narrows
  * to a set of flows that holds every flow of the class for which it is not
  * certainly false: a host, net or port leaf that depends on the endpoints to
  * the flows the key table lists for it, a leaf false for the whole class to
  * none, any other leaf (and `not`, unless its operand is true for the whole
  * class) to the whole class; `and` intersects, `or` unites. What comes out is
  * a superset, and each of its flows is then judged by columnPlanner() like
- * any other, so a file where the host is in no dictionary entry decodes no
- * flow at all.
+ * any other; a file where the host is in no dictionary entry has none.
  */
-export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): FlowColumns {
+export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): Uint32Array | undefined {
   const keys = seg.keys;
-  if (!keys) return seg.all();
+  if (!keys) return undefined;
   const looked = new Map<Leaf, Flows>();
   const lookup = (e: Leaf): Flows => {
     let flows = looked.get(e);
     if (flows) return flows;
     const entries: number[] = [];
     switch (e.kind) {
-      case 'ipv4':
-        seg.ipv4.forEach((addr, d) => inNet4(e, addr) && entries.push(d));
+      case 'ipv4': {
+        // Every file in range scans its whole dictionary: a plain loop, no callback.
+        const { ipv4 } = seg;
+        for (let d = 0; d < ipv4.length; d++) if (inNet4(e, ipv4[d]!)) entries.push(d);
         flows = keys.ipv4(entries);
         break;
+      }
       case 'ipv6':
         for (let d = 0; d < seg.ipv6.length / 16; d++) {
           if (sameMasked6(seg.ipv6.subarray(16 * d, 16 * d + 16), e.addr, e.prefix)) entries.push(d);
@@ -461,8 +463,8 @@ export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): F
       wholeClasses++;
     }
   });
-  if (wholeClasses === whole.length) return seg.all();
-  return keys.columns(wholeClasses ? merge(flows, keys.ofClasses(whole), true) : flows);
+  if (wholeClasses === whole.length) return undefined;
+  return wholeClasses ? merge(flows, keys.ofClasses(whole), true) : flows;
 }
 
 export interface PlanPart {

@@ -199,7 +199,7 @@ function decodeIndex(buf: Uint8Array, path: string, partial: boolean): DecodedIn
   return new DecodedIndex(path, segments, partial);
 }
 
-/** Validates the container and returns each segment's flatbuffer, copied so typed views align. */
+/** Validates the container and returns each segment's flatbuffer, aligned for typed views (copied only when it is not). */
 function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Array[] {
   const fail = (defect: string): never => {
     throw new IndexError(path, defect);
@@ -229,7 +229,9 @@ function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Ar
       if (partial) break;
       fail(`segment ${k}: length ${length} runs past the end of the file (byte ${at})`);
     }
-    const bytes = buf.slice(at + FRAME_BYTES, at + FRAME_BYTES + length);
+    // Views of 8-byte-aligned segments: copying every index read costs as much as reading it.
+    const from = at + FRAME_BYTES;
+    const bytes = (buf.byteOffset + from) % 8 === 0 ? buf.subarray(from, from + length) : buf.slice(from, from + length);
     at += FRAME_BYTES + length;
     if (zlib.crc32(bytes) !== crc) {
       // A torn write ends the file; a bad segment followed by more data is corruption.

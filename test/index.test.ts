@@ -14,6 +14,8 @@ import {
   metaOffset, metaSport, metaSrc, metaSrcMac, metaTsNs, metaVlan, metaWirelen,
 } from '../recorder/packet-meta';
 import { generateTraffic } from '../bench/synthetic-flows';
+import { parseFilter } from '../extract/expression';
+import { flowsToJudge, planFlow } from '../extract/planner';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'n2disk-index-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -276,6 +278,108 @@ test('a file being written: segments append, a torn last one is ignored', () => 
   assert.equal(empty.segments, 0);
   assert.equal(empty.flowCount, 0);
   assert.equal(empty.firstNs, undefined);
+});
+
+/**
+ * For each filter, the flows planning judges in each segment of `file`: a
+ * superset of those the planner does not call false, and at most `most`
+ * (the key tables narrowed the search).
+ */
+function checkJudged(file: string, partial: boolean, cases: readonly (readonly [string, number])[]): number[][] {
+  const v = readIndexFile(file, { partial });
+  return cases.map(([filter, most]) => {
+    const expr = parseFilter(filter);
+    const judged = new Set<number>();
+    const perSegment = v.segmentFlows.map((seg) => {
+      const pick = flowsToJudge(expr, seg, v.linktype);
+      const cols = pick && seg.keys ? seg.keys.columns(pick) : seg.all();
+      for (let r = 0; r < cols.flowCount; r++) judged.add(cols.base + (cols.flowIds ? cols.flowIds[r] : r));
+      return cols.flowCount;
+    });
+    for (const flow of v.flows()) {
+      const verdict = planFlow(expr, flow, v.linktype);
+      assert.ok(verdict === 'false' || judged.has(flow.index), `'${filter}': flow ${flow.index} is ${verdict} but not judged`);
+    }
+    assert.ok(judged.size <= most, `'${filter}': ${judged.size} flows judged, expected at most ${most}`);
+    return perSegment;
+  });
+}
+
+test('key tables name the flows of a host or a port in every segment; planning judges only those', () => {
+  const pcap = path.join(tmp, 'keys.pcap.part');
+  // Hundreds of flows a segment, so that flows are also decoded from checkpoints past the first.
+  const many: Packet[] = Array.from({ length: 900 }, (_, i) => ({
+    tsNs: T0 + 10_000n + BigInt(i), caplen: 60, src: ip4(`10.1.${i % 3}.${i % 250}`), dst: ip4('10.2.0.1'),
+    sport: 20000 + i, dport: i % 5 ? 443 : 53, ipproto: i % 5 ? 6 : 17, ethertype: 0x0800, srcMac: MAC_A, dstMac: MAC_B, flags: TCP4,
+  }));
+  // Flows a key table cannot decide: IPv4 with options (not plain), a TCP header cut short (no ports).
+  const odd: Packet[] = [
+    { ...many[0], tsNs: T0 + 20_000n, src: ip4('10.9.9.9'), flags: TCP4 & ~META_PLAIN },
+    { ...many[1], tsNs: T0 + 20_001n, src: ip4('10.9.9.8'), sport: 0, dport: 0, flags: TCP4 & ~META_PORTS },
+  ];
+  const { records, bytes } = writePcap(pcap, [...mixedPackets(), ...many, ...odd], false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  const idx = createSegmentedIndex(`${pcap}.idx`);
+  const cuts = [0, 300, 700, records.length];
+  for (let k = 1; k < cuts.length; k++) {
+    const batch = records.slice(cuts[k - 1], cuts[k]);
+    b.add(encodeMeta(batch), batch.length);
+    idx.append(b.segment(k === cuts.length - 1 ? bytes : records[cuts[k]].offset));
+  }
+  idx.close();
+  // Every table lists exactly the flows that hold its key, every checkpoint decodes as the walk from flow 0.
+  assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+  writeIndexFile(path.join(tmp, 'keys.pcap.idx'), b.finish(bytes));
+  assert.deepEqual(checkIndex(path.join(tmp, 'keys.pcap.idx'), pcap), []);
+
+  const cases = [
+    // 10.1.2.17 is in flows 17 and 767; the ARP flow and the flow with IP options are judged whatever the host.
+    ['host 10.1.2.17', 4],
+    ['src host 10.1.2.17 and tcp port 443', 4],
+    ['host 2001:db8::1', 1],
+    // A table lists the port's flows of every class: IPv4 ones are judged too, and found false.
+    ['ip6 and port 53', 183],
+    // 180 DNS flows, the IPv6 one, the flow without ports and the one with options.
+    ['port 53', 183],
+    ['portrange 52-53 and not host 10.0.0.1', 183],
+    ['net 10.1.1.0/24 or host 10.77.0.1', 302],
+    ['host 10.77.0.1', 2],
+    ['ether host 02:00:00:00:00:0a', Infinity],
+    ['not host 10.2.0.1', Infinity],
+    ['vlan and host 10.0.0.1', Infinity],
+  ] as const;
+  for (const [file, partial] of [[`${pcap}.idx`, true], [path.join(tmp, 'keys.pcap.idx'), false]] as const) {
+    const judged = checkJudged(file, partial, cases);
+    // A segment that holds neither the host nor a flow the tables cannot decide decodes no flow at all.
+    if (partial) assert.equal(judged[cases.findIndex(([f]) => f === 'host 10.77.0.1')][1], 0);
+  }
+});
+
+/** The same segment as an index written before key tables: its vtable cut before the first of them (field 28). */
+function withoutKeyTables(segment: Uint8Array): Uint8Array {
+  const out = Buffer.from(segment);
+  const table = out.readUInt32LE(0);
+  const vtable = table - out.readInt32LE(table);
+  out.writeUInt16LE(Math.min(out.readUInt16LE(vtable), 4 + 2 * 28), vtable);
+  return out;
+}
+
+test('an index written before key tables reads as before and is planned by walking every flow', () => {
+  const pcap = path.join(tmp, 'old.pcap');
+  const { records, bytes } = writePcap(pcap, mixedPackets(), false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  b.add(encodeMeta(records), records.length);
+  const segment = b.finish(bytes);
+  writeIndexFile(`${pcap}.idx`, withoutKeyTables(segment));
+  writeIndexFile(path.join(tmp, 'new.pcap.idx'), segment);
+  const old = readIndexFile(`${pcap}.idx`);
+  const now = readIndexFile(path.join(tmp, 'new.pcap.idx'));
+  assert.equal(old.segmentFlows[0].keys, undefined);
+  assert.ok(now.segmentFlows[0].keys);
+  assert.deepEqual([...old.flows()], [...now.flows()]);
+  assert.deepEqual(checkIndex(`${pcap}.idx`, pcap), []);
+  const judged = checkJudged(`${pcap}.idx`, false, [['host 10.0.0.2', Infinity], ['port 53', Infinity]]);
+  assert.deepEqual(judged, [[old.flowCount], [old.flowCount]]);
 });
 
 test('corruption is detected by readIndexFile and checkIndex', () => {
