@@ -404,7 +404,7 @@ function merge(a: Uint32Array, b: Uint32Array, union: boolean): Uint32Array {
  * any other; a file where the host is in no dictionary entry has none.
  */
 export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): Uint32Array | undefined {
-  const keys = seg.keys;
+  const { keys, dictionaries: dict } = seg;
   if (!keys) return undefined;
   const looked = new Map<Leaf, Flows>();
   const lookup = (e: Leaf): Flows => {
@@ -414,14 +414,14 @@ export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): U
     switch (e.kind) {
       case 'ipv4': {
         // Every file in range scans its whole dictionary: a plain loop, no callback.
-        const { ipv4 } = seg;
+        const { ipv4 } = dict;
         for (let d = 0; d < ipv4.length; d++) if (inNet4(e, ipv4[d]!)) entries.push(d);
         flows = keys.ipv4(entries);
         break;
       }
       case 'ipv6':
-        for (let d = 0; d < seg.ipv6.length / 16; d++) {
-          if (sameMasked6(seg.ipv6.subarray(16 * d, 16 * d + 16), e.addr, e.prefix)) entries.push(d);
+        for (let d = 0; d < dict.ipv6.length / 16; d++) {
+          if (sameMasked6(dict.ipv6.subarray(16 * d, 16 * d + 16), e.addr, e.prefix)) entries.push(d);
         }
         flows = keys.ipv6(entries);
         break;
@@ -452,10 +452,10 @@ export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): U
       }
     }
   };
-  const whole = new Uint8Array(seg.classFlags.length);
+  const whole = new Uint8Array(dict.classFlags.length);
   let flows: Uint32Array = NONE;
   let wholeClasses = 0;
-  segmentClassFacts(seg, linktype).forEach((f, c) => {
+  segmentClassFacts(dict, linktype).forEach((f, c) => {
     const n = narrow(expr, f);
     if (n !== 'all') flows = merge(flows, n, true);
     else {

@@ -306,7 +306,8 @@ export interface KeyLookup {
 }
 
 /** One segment's flows, for planning. */
-export interface SegmentFlows extends SegmentDictionaries {
+export interface SegmentFlows {
+  readonly dictionaries: SegmentDictionaries;
   readonly base: number;
   readonly flowCount: number;
   /** Undefined for an index written before key tables: then only all() can say what its flows are. */
@@ -435,62 +436,45 @@ function guarded<T>(fail: Fail, body: () => T): T {
   }
 }
 
-/** Decoded rows of a segment's flows; see FlowColumns. */
-class Columns implements FlowColumns {
-  readonly classFlags: Uint8Array;
-  readonly classProto: Uint8Array;
-  readonly classEther: Uint16Array;
-  readonly classVlan: Uint16Array;
-  readonly ipv4: Uint32Array;
-  readonly ipv6: Uint8Array;
-  readonly macPairs: Uint8Array;
-  readonly base: number;
-  readonly flowClass: Uint32Array;
-  readonly addrA: Uint32Array;
-  readonly addrB: Uint32Array;
-  readonly portA: Uint16Array;
-  readonly portB: Uint16Array;
-  readonly mac: Uint32Array;
-  readonly minHi: Uint32Array;
-  readonly minLo: Uint32Array;
-  readonly maxHi: Uint32Array;
-  readonly maxLo: Uint32Array;
-  readonly flowPackets: Float64Array;
-  readonly flowCap: Float64Array;
-  readonly flowWire: Float64Array;
+/** Decoded rows of a segment's flows (see FlowColumns), with where each row's offsets are. */
+interface Columns extends FlowColumns {
   /** Per row: its first record's offset, and where its entries start in the segment's flow_offsets. */
   readonly firstOffset: Float64Array;
   readonly offsetPos: Float64Array;
+}
 
-  constructor(private readonly s: SegmentData, readonly flowCount: number, readonly flowIds: Uint32Array | undefined) {
-    ({ classFlags: this.classFlags, classProto: this.classProto, classEther: this.classEther, classVlan: this.classVlan } = s);
-    ({ ipv4: this.ipv4, ipv6: this.ipv6, macPairs: this.macPairs, base: this.base } = s);
-    const n = flowCount;
-    this.flowClass = new Uint32Array(n);
-    this.addrA = new Uint32Array(n);
-    this.addrB = new Uint32Array(n);
-    this.portA = new Uint16Array(n);
-    this.portB = new Uint16Array(n);
-    this.mac = new Uint32Array(n);
-    this.minHi = new Uint32Array(n);
-    this.minLo = new Uint32Array(n);
-    this.maxHi = new Uint32Array(n);
-    this.maxLo = new Uint32Array(n);
-    this.flowPackets = new Float64Array(n);
-    this.flowCap = new Float64Array(n);
-    this.flowWire = new Float64Array(n);
-    this.firstOffset = new Float64Array(n);
-    this.offsetPos = new Float64Array(n);
-  }
-
-  offsets(row: number): number[] {
-    const r = new VarintReader(this.s.offsets, 'flow_offsets', this.s.fail);
-    r.pos = this.offsetPos[row];
-    r.uv();
-    const out = [this.firstOffset[row]];
-    for (let q = 1; q < this.flowPackets[row]; q++) out.push(out[q - 1] + r.uv());
-    return out;
-  }
+/** Room for `rows` flows of segment `s`, filled in by FlowReader.read(). */
+function newColumns(s: SegmentData, rows: number, flowIds: Uint32Array | undefined): Columns {
+  const d: Columns = {
+    ...s.dictionaries,
+    base: s.base,
+    flowCount: rows,
+    flowIds,
+    flowClass: new Uint32Array(rows),
+    addrA: new Uint32Array(rows),
+    addrB: new Uint32Array(rows),
+    portA: new Uint16Array(rows),
+    portB: new Uint16Array(rows),
+    mac: new Uint32Array(rows),
+    minHi: new Uint32Array(rows),
+    minLo: new Uint32Array(rows),
+    maxHi: new Uint32Array(rows),
+    maxLo: new Uint32Array(rows),
+    flowPackets: new Float64Array(rows),
+    flowCap: new Float64Array(rows),
+    flowWire: new Float64Array(rows),
+    firstOffset: new Float64Array(rows),
+    offsetPos: new Float64Array(rows),
+    offsets(row: number): number[] {
+      const r = new VarintReader(s.offsets, 'flow_offsets', s.fail);
+      r.pos = d.offsetPos[row];
+      r.uv();
+      const out = [d.firstOffset[row]];
+      for (let q = 1; q < d.flowPackets[row]; q++) out.push(out[q - 1] + r.uv());
+      return out;
+    },
+  };
+  return d;
 }
 
 /**
@@ -546,8 +530,8 @@ class FlowReader {
 
   /** Reads the next flow into row `row` of `d`, overwriting all of it (a flow skipped on the way may have used the row). */
   read(d: Columns, row: number): void {
-    const s = this.s;
-    const { fail, ports } = s;
+    const { fail, ports } = this.s;
+    const s = this.s.dictionaries;
     const j = this.next++;
     const c = this.cls.uv();
     if (c >= s.classFlags.length) fail(`flow ${j}: class ${c} out of range`);
@@ -579,7 +563,7 @@ class FlowReader {
     if (packets === 0) fail(`flow ${j}: no packet`);
     d.flowPackets[row] = packets;
     d.flowCap[row] = this.counts.uv();
-    d.flowWire[row] = d.flowCap[row] + (s.wireColumn ? this.wire.uv() : 0);
+    d.flowWire[row] = d.flowCap[row] + (this.s.wireColumn ? this.wire.uv() : 0);
     d.offsetPos[row] = this.offs.pos;
     this.prevFirst = d.firstOffset[row] = this.prevFirst + this.offs.uv();
     this.offs.skip(packets - 1);
@@ -696,7 +680,7 @@ class SegmentKeys implements KeyLookup {
   columns(flows: Uint32Array): FlowColumns {
     const { s } = this;
     return guarded(s.fail, () => {
-      const d = new Columns(s, flows.length, flows);
+      const d = newColumns(s, flows.length, flows);
       const reader = new FlowReader(s);
       const cp = new FlowCheckpoint();
       let positioned = false;
@@ -751,13 +735,7 @@ class SegmentData implements SegmentFlows {
   readonly maxTs: bigint;
   readonly ordered: boolean;
   readonly flowCount: number;
-  readonly classFlags: Uint8Array;
-  readonly classProto: Uint8Array;
-  readonly classEther: Uint16Array;
-  readonly classVlan: Uint16Array;
-  readonly ipv4: Uint32Array;
-  readonly ipv6: Uint8Array;
-  readonly macPairs: Uint8Array;
+  readonly dictionaries: SegmentDictionaries;
   readonly ports: Uint16Array;
   readonly wireColumn: Uint8Array | null;
   readonly offsets: Uint8Array;
@@ -771,24 +749,27 @@ class SegmentData implements SegmentFlows {
     if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
     this.version = version;
     const nClasses = seg.classesLength();
-    this.classFlags = new Uint8Array(nClasses);
-    this.classProto = new Uint8Array(nClasses);
-    this.classEther = new Uint16Array(nClasses);
-    this.classVlan = new Uint16Array(nClasses);
+    const d: SegmentDictionaries = {
+      classFlags: new Uint8Array(nClasses),
+      classProto: new Uint8Array(nClasses),
+      classEther: new Uint16Array(nClasses),
+      classVlan: new Uint16Array(nClasses),
+      ipv4: seg.ipv4Array() ?? new Uint32Array(0),
+      ipv6: seg.ipv6Array() ?? EMPTY,
+      macPairs: seg.macPairsArray() ?? EMPTY,
+    };
     const fc = new FlowClass();
     for (let c = 0; c < nClasses; c++) {
       seg.classes(c, fc);
-      this.classFlags[c] = fc.flags();
-      this.classProto[c] = fc.ipproto();
-      this.classEther[c] = fc.ethertype();
-      this.classVlan[c] = fc.vlan();
+      d.classFlags[c] = fc.flags();
+      d.classProto[c] = fc.ipproto();
+      d.classEther[c] = fc.ethertype();
+      d.classVlan[c] = fc.vlan();
     }
-    this.ipv4 = seg.ipv4Array() ?? new Uint32Array(0);
-    this.ipv6 = seg.ipv6Array() ?? EMPTY;
-    this.macPairs = seg.macPairsArray() ?? EMPTY;
+    if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
+    if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
+    this.dictionaries = d;
     this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
-    if (this.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
-    if (this.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
     this.wireColumn = seg.flowWireArray();
     this.offsets = seg.flowOffsetsArray() ?? EMPTY;
     this.linktype = seg.linktype();
@@ -819,7 +800,7 @@ class SegmentData implements SegmentFlows {
 
   all(): Columns {
     this.decoded ??= guarded(this.fail, () => {
-      const d = new Columns(this, this.flowCount, undefined);
+      const d = newColumns(this, this.flowCount, undefined);
       const reader = new FlowReader(this);
       for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
       reader.done();
@@ -1151,7 +1132,7 @@ function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems
     }
   };
   for (let j = 0; j < s.flowCount; j++) {
-    const flags = s.classFlags[f.flowClass[j]];
+    const flags = f.classFlags[f.flowClass[j]];
     if (flags & META_IPV4) add(v4, f.addrA[j], f.addrB[j], j);
     else if (flags & META_IPV6) add(v6, f.addrA[j], f.addrB[j], j);
     if (flags & META_PORTS) {
@@ -1170,8 +1151,8 @@ function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems
       problems.add(e.message);
     }
   };
-  for (let e = 0; e < s.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4([e]), v4.get(e) ?? []);
-  for (let e = 0; e < s.ipv6.length / 16; e++) same(`ipv6 entry ${e}`, () => keys.ipv6([e]), v6.get(e) ?? []);
+  for (let e = 0; e < f.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4([e]), v4.get(e) ?? []);
+  for (let e = 0; e < f.ipv6.length / 16; e++) same(`ipv6 entry ${e}`, () => keys.ipv6([e]), v6.get(e) ?? []);
   for (const [p, want] of ports) same(`port ${p}`, () => keys.ports(p, p), want);
   same('any port', () => keys.ports(0, 65535), withPorts);
 

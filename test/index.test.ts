@@ -223,19 +223,23 @@ test('time blocks split every 1024 packets and keep their own time ranges', () =
   assert.deepEqual(checkIndex(`${pcap}.idx`), []);
 });
 
-test('a file being written: segments append, a torn last one is ignored', () => {
-  const pcap = path.join(tmp, 'live.pcap.part');
-  const { records, bytes } = writePcap(pcap, mixedPackets(), false);
+/** Indexes a file being written as the recorder does: one segment for each stretch of records between `cuts`. */
+function writeSegmented(pcap: string, records: PacketMetaInit[], bytes: number, cuts: number[]): IndexBuilder {
   const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
   const idx = createSegmentedIndex(`${pcap}.idx`);
-  const cuts = [0, 3, 7, records.length];
   for (let k = 1; k < cuts.length; k++) {
     const batch = records.slice(cuts[k - 1], cuts[k]);
     b.add(encodeMeta(batch), batch.length);
-    const end = k === cuts.length - 1 ? bytes : records[cuts[k]].offset;
-    idx.append(b.segment(end));
+    idx.append(b.segment(k === cuts.length - 1 ? bytes : records[cuts[k]].offset));
   }
   idx.close();
+  return b;
+}
+
+test('a file being written: segments append, a torn last one is ignored', () => {
+  const pcap = path.join(tmp, 'live.pcap.part');
+  const { records, bytes } = writePcap(pcap, mixedPackets(), false);
+  const b = writeSegmented(pcap, records, bytes, [0, 3, 7, records.length]);
 
   const v = readIndexFile(`${pcap}.idx`, { partial: true });
   assert.equal(v.segments, 3);
@@ -318,15 +322,7 @@ test('key tables name the flows of a host or a port in every segment; planning j
     { ...many[1], tsNs: T0 + 20_001n, src: ip4('10.9.9.8'), sport: 0, dport: 0, flags: TCP4 & ~META_PORTS },
   ];
   const { records, bytes } = writePcap(pcap, [...mixedPackets(), ...many, ...odd], false);
-  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
-  const idx = createSegmentedIndex(`${pcap}.idx`);
-  const cuts = [0, 300, 700, records.length];
-  for (let k = 1; k < cuts.length; k++) {
-    const batch = records.slice(cuts[k - 1], cuts[k]);
-    b.add(encodeMeta(batch), batch.length);
-    idx.append(b.segment(k === cuts.length - 1 ? bytes : records[cuts[k]].offset));
-  }
-  idx.close();
+  const b = writeSegmented(pcap, records, bytes, [0, 300, 700, records.length]);
   // Every table lists exactly the flows that hold its key, every checkpoint decodes as the walk from flow 0.
   assert.deepEqual(checkIndex(`${pcap}.idx`), []);
   writeIndexFile(path.join(tmp, 'keys.pcap.idx'), b.finish(bytes));
