@@ -1148,7 +1148,7 @@ function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems
       }
     } catch (e) {
       if (!(e instanceof IndexError)) throw e;
-      problems.add(e.message);
+      problems.add(e.defect);
     }
   };
   for (let e = 0; e < f.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4([e]), v4.get(e) ?? []);
@@ -1168,7 +1168,7 @@ function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems
       if (differs.length) problems.add(`${where} flow ${last}: decoded from its checkpoint, ${differs.join(', ')} differ`);
     } catch (e) {
       if (!(e instanceof IndexError)) throw e;
-      problems.add(e.message);
+      problems.add(e.defect);
     }
   }
 }

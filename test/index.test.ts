@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ByteBuffer } from 'flatbuffers';
 import { IndexBuilder } from '../recorder/index-builder';
+import { Segment } from '../recorder/index_generated/index_generated';
 import {
   IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile,
 } from '../recorder/index-file';
@@ -407,6 +409,17 @@ test('corruption is detected by readIndexFile and checkIndex', () => {
   const found = checkIndex(`${pcap}.idx`);
   assert.ok(found.some((p) => /offset 25 is not a record/.test(p)), found.join('\n'));
   assert.ok(found.some((p) => /record at 24 is in no flow/.test(p)), found.join('\n'));
+
+  // A key table that names the wrong flow: caught by comparing it with the flows.
+  const keyed = Uint8Array.from(segment);
+  const portEntries = Segment.getRootAsSegment(new ByteBuffer(keyed)).portFlows()!.entriesArray()!;
+  // The first port (1): key delta, number of flows, then its first flow zigzagged; one flow further on
+  // (and so are the ports after it, whose flows are deltas from it).
+  portEntries[2] += 2;
+  writeIndexFile(`${pcap}.idx`, keyed);
+  const wrong = checkIndex(`${pcap}.idx`).join('\n');
+  assert.match(wrong, /: segment 0: key table says port 443 is in flows \[1, 4\], the flows say \[0, 3\]/);
+  assert.match(wrong, /corrupt\.pcap\.idx: segment 0: key 1: flow \d+ out of range/);
 
   writeIndexFile(`${pcap}.idx`, segment);
   assert.deepEqual(checkIndex(`${pcap}.idx`), []);
