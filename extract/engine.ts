@@ -7,15 +7,15 @@ import { Writable } from 'node:stream';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit } from '../recorder/cli';
 import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
-import { IndexView, readIndexFile } from '../recorder/index-file';
+import { IndexError, IndexView, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
 import { mergeByTime, Source, sortedPackets } from './merge';
 import { Origin, Output } from './output';
-import { columnPlanner, describePlan, planFlow, PlanDescription } from './planner';
+import { columnPlanner, describePlan, flowsToJudge, planFlow, PlanDescription } from './planner';
 import { Expr, parseFilter } from './expression';
-import { coalesce, FilePlan, FlowTest, planFile } from './plan';
+import { coalesce, FilePlan, FlowFilter, planFile } from './plan';
 import { Progress } from './progress';
 import { Batch, batchOf, ByteRange, packetsOf, readRanges, ReadStats } from './read';
 import { formatNs } from './time';
@@ -135,13 +135,24 @@ export class Extraction {
     for (const f of this.files) {
       if (!f.index) continue;
       const index = f.index;
-      const mayMatch: FlowTest | undefined = this.described.canSkip
-        ? (cols) => {
-            const judge = columnPlanner(this.expr, cols, index.linktype);
-            return (j) => judge(j) !== 'false';
+      const mayMatch: FlowFilter | undefined = this.described.canSkip
+        ? {
+            candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
+            test: (cols) => {
+              const judge = columnPlanner(this.expr, cols, index.linktype);
+              return (j) => judge(j) !== 'false';
+            },
           }
         : undefined;
-      f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
+      // Flows are decoded only now, so a defect there (a checksum cannot catch a
+      // writer's bug) still turns the file into a scan.
+      try {
+        f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
+      } catch (err) {
+        if (!(err instanceof IndexError)) throw err;
+        warn(`${err.message}; scanning ${f.file.pcap} instead`);
+        f.index = undefined;
+      }
     }
   }
 
@@ -187,7 +198,7 @@ export class Extraction {
       ...this.described.lines,
       `files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
-      `flows in range ${sum((p) => p.flowsInRange)}, flows that may match ${sum((p) => p.flowsRead)}; ` +
+      `flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
         `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
     ];
   }

@@ -32,7 +32,7 @@
 // when every leaf of the expression was decided for the flow (a decided leaf
 // reads only bytes the index proves present).
 import { Dir, ETHERTYPE_ARP, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_RARP, Expr, Leaf, leaves } from './expression';
-import type { FlowColumns, FlowView } from '../recorder/index-file';
+import type { FlowColumns, FlowView, SegmentDictionaries, SegmentFlows } from '../recorder/index-file';
 import { META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN } from '../recorder/packet-meta';
 
 export type Tri = 'true' | 'false' | 'unknown';
@@ -182,6 +182,8 @@ function direction(dir: Dir, s: number, test: (endpoint: number) => boolean): bo
   }
 }
 
+const inNet4 = (e: Leaf & { kind: 'ipv4' }, addr: number): boolean => ((addr & e.mask) >>> 0) === e.addr;
+
 function sameMasked6(a: Uint8Array | undefined, want: Uint8Array, prefix: number): boolean {
   if (!a) return false;
   for (let b = 0; b < 16; b++) {
@@ -192,8 +194,12 @@ function sameMasked6(a: Uint8Array | undefined, want: Uint8Array, prefix: number
   return true;
 }
 
-/** One leaf for packets whose source is endpoint `s`. */
-function leaf(e: Leaf, f: Facts, s: number): Tri {
+/**
+ * A leaf's value for every flow of a class (the facts without endpoint
+ * values), or 'endpoints' when it depends on the flow's addresses, ports or
+ * MACs, which the facts then hold exactly.
+ */
+function classLeaf(e: Leaf, f: Facts): Tri | 'endpoints' {
   const ll = f.llProto;
   switch (e.kind) {
     case 'all':
@@ -213,18 +219,14 @@ function leaf(e: Leaf, f: Facts, s: number): Tri {
         : ll === ETHERTYPE_RARP;
       if (!wanted) return F;
       if (arpLike || !f.v4) return U; // ARP addresses are not in the index
-      return tri(direction(e.dir, s, (k) => ((f.ip4[k] & e.mask) >>> 0) === e.addr));
+      return 'endpoints';
     }
     case 'ipv6':
       if (ll === undefined) return U;
       if (ll !== ETHERTYPE_IPV6) return F;
-      if (!f.v6) return U;
-      return tri(direction(e.dir, s, (k) => sameMasked6(f.ip6[k], e.addr, e.prefix)));
-    case 'mac': {
-      if (!f.macs || f.mac[0] === undefined || f.mac[1] === undefined) return U;
-      const want = macOf(e.addr);
-      return tri(direction(e.dir, s, (k) => f.mac[k] === want));
-    }
+      return f.v6 ? 'endpoints' : U;
+    case 'mac':
+      return f.macs ? 'endpoints' : U;
     case 'port': {
       // libpcap: (IPv4, protocol in the set, fragment offset 0, port) or (IPv6, fixed next header in the set, port).
       if (ll === undefined) return U;
@@ -235,8 +237,7 @@ function leaf(e: Leaf, f: Facts, s: number): Tri {
         : e.proto === 'sctp' ? p === IPPROTO_SCTP : p === IPPROTO_TCP || p === IPPROTO_UDP || p === IPPROTO_SCTP;
       if (!inSet) return F;
       if (ll === ETHERTYPE_IP && f.fragment) return F;
-      if (!f.ports) return U; // the header is cut short: libpcap's load fails
-      return tri(direction(e.dir, s, (k) => f.port[k] >= e.low && f.port[k] <= e.high));
+      return f.ports ? 'endpoints' : U; // without ports the header is cut short: libpcap's load fails
     }
     case 'proto': {
       const v4 = (): Tri => (ll === undefined ? U : ll !== ETHERTYPE_IP ? F : f.v4 ? tri(f.proto === e.proto) : U);
@@ -253,7 +254,36 @@ function leaf(e: Leaf, f: Facts, s: number): Tri {
   }
 }
 
-function evaluate(e: Expr, f: Facts, s: number, seen: { unknown: boolean }): Tri {
+/** A leaf that classLeaf() left to the endpoints, for packets whose source is endpoint `s` (0 = A, 1 = B). */
+function endpointLeaf(e: Leaf, f: Facts, s: number): Tri {
+  switch (e.kind) {
+    case 'ipv4':
+      return tri(direction(e.dir, s, (k) => inNet4(e, f.ip4[k])));
+    case 'ipv6':
+      return tri(direction(e.dir, s, (k) => sameMasked6(f.ip6[k], e.addr, e.prefix)));
+    case 'mac': {
+      if (f.mac[0] === undefined || f.mac[1] === undefined) return U;
+      const want = macOf(e.addr);
+      return tri(direction(e.dir, s, (k) => f.mac[k] === want));
+    }
+    case 'port':
+      return tri(direction(e.dir, s, (k) => f.port[k] >= e.low && f.port[k] <= e.high));
+    default:
+      return U; // classLeaf() decides every other leaf
+  }
+}
+
+/**
+ * One leaf for packets whose source is endpoint `s`; with `s` undefined, for
+ * every flow of the class, endpoint values unknown.
+ */
+function leaf(e: Leaf, f: Facts, s: number | undefined): Tri {
+  const v = classLeaf(e, f);
+  if (v !== 'endpoints') return v;
+  return s === undefined ? U : endpointLeaf(e, f, s);
+}
+
+function evaluate(e: Expr, f: Facts, s: number | undefined, seen: { unknown: boolean }): Tri {
   switch (e.kind) {
     case 'and':
       return and(evaluate(e.left, f, s, seen), evaluate(e.right, f, s, seen));
@@ -299,10 +329,7 @@ export function planFlow(expr: Expr, flow: FlowView, linktype: number): Tri {
  */
 export function columnPlanner(expr: Expr, cols: FlowColumns, linktype: number): (j: number) => Tri {
   const needMacs = testsMacs(expr);
-  const byClass = Array.from(cols.classFlags, (flags, c) => {
-    const addrLength = flags & META_IPV4 ? 4 : flags & META_IPV6 ? 16 : undefined;
-    return classFacts(linktype, flags, cols.classEther[c]!, cols.classProto[c]!, addrLength, true);
-  });
+  const byClass = segmentClassFacts(cols, linktype);
   const { ipv4, ipv6, macPairs } = cols;
   const mac = (at: number): number => macOf(macPairs.subarray(at, at + 6));
   return (j) => {
@@ -327,6 +354,117 @@ export function columnPlanner(expr: Expr, cols: FlowColumns, linktype: number): 
     }
     return verdict(expr, f);
   };
+}
+
+/** The facts of each flow class of a segment, endpoint values zeroed. */
+function segmentClassFacts(seg: SegmentDictionaries, linktype: number): Facts[] {
+  return Array.from(seg.classFlags, (flags, c) => {
+    const addrLength = flags & META_IPV4 ? 4 : flags & META_IPV6 ? 16 : undefined;
+    return classFacts(linktype, flags, seg.classEther[c]!, seg.classProto[c]!, addrLength, true);
+  });
+}
+
+/** Flows of a segment (increasing, distinct), or all of them. */
+type Flows = Uint32Array | 'all';
+const NONE = new Uint32Array(0);
+
+/** Sorted distinct lists: their union, or their intersection. */
+function merge(a: Uint32Array, b: Uint32Array, union: boolean): Uint32Array {
+  const out = new Uint32Array(union ? a.length + b.length : Math.min(a.length, b.length));
+  let i = 0, j = 0, n = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i]! === b[j]!) {
+      out[n++] = a[i++]!;
+      j++;
+    } else if (a[i]! < b[j]!) {
+      if (union) out[n++] = a[i]!;
+      i++;
+    } else {
+      if (union) out[n++] = b[j]!;
+      j++;
+    }
+  }
+  if (union) {
+    while (i < a.length) out[n++] = a[i++]!;
+    while (j < b.length) out[n++] = b[j++]!;
+  }
+  return out.subarray(0, n);
+}
+
+/**
+ * The flows of a segment that planning must judge for `expr` (increasing),
+ * or undefined for every flow: when the index has key tables, only those
+ * that can make it anything but false, as the tables find them. Per flow class, the expression narrows
+ * to a set of flows that holds every flow of the class for which it is not
+ * certainly false: a host, net or port leaf that depends on the endpoints to
+ * the flows the key table lists for it, a leaf false for the whole class to
+ * none, any other leaf (and `not`, unless its operand is true for the whole
+ * class) to the whole class; `and` intersects, `or` unites. What comes out is
+ * a superset, and each of its flows is then judged by columnPlanner() like
+ * any other; a file where the host is in no dictionary entry has none.
+ */
+export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): Uint32Array | undefined {
+  const { keys, dictionaries: dict } = seg;
+  if (!keys) return undefined;
+  const looked = new Map<Leaf, Flows>();
+  const lookup = (e: Leaf): Flows => {
+    let flows = looked.get(e);
+    if (flows) return flows;
+    const entries: number[] = [];
+    switch (e.kind) {
+      case 'ipv4': {
+        // Every file in range scans its whole dictionary: a plain loop, no callback.
+        const { ipv4 } = dict;
+        for (let d = 0; d < ipv4.length; d++) if (inNet4(e, ipv4[d]!)) entries.push(d);
+        flows = keys.ipv4(entries);
+        break;
+      }
+      case 'ipv6':
+        for (let d = 0; d < dict.ipv6.length / 16; d++) {
+          if (sameMasked6(dict.ipv6.subarray(16 * d, 16 * d + 16), e.addr, e.prefix)) entries.push(d);
+        }
+        flows = keys.ipv6(entries);
+        break;
+      case 'port':
+        flows = keys.ports(e.low, e.high);
+        break;
+      default:
+        flows = 'all'; // no key table for MACs
+    }
+    looked.set(e, flows);
+    return flows;
+  };
+  const narrow = (e: Expr, f: Facts): Flows => {
+    switch (e.kind) {
+      case 'and': {
+        const l = narrow(e.left, f), r = narrow(e.right, f);
+        return l === 'all' ? r : r === 'all' ? l : merge(l, r, false);
+      }
+      case 'or': {
+        const l = narrow(e.left, f), r = narrow(e.right, f);
+        return l === 'all' || r === 'all' ? 'all' : merge(l, r, true);
+      }
+      case 'not':
+        return evaluate(e.operand, f, undefined, { unknown: false }) === T ? NONE : 'all';
+      default: {
+        const v = classLeaf(e, f);
+        return v === F ? NONE : v === 'endpoints' ? lookup(e) : 'all';
+      }
+    }
+  };
+  const whole = new Uint8Array(dict.classFlags.length);
+  let flows: Uint32Array = NONE;
+  let wholeClasses = 0;
+  segmentClassFacts(dict, linktype).forEach((f, c) => {
+    const n = narrow(expr, f);
+    if (n !== 'all') flows = merge(flows, n, true);
+    else {
+      whole[c] = 1;
+      wholeClasses++;
+    }
+  });
+  if (wholeClasses === whole.length) return undefined;
+  return wholeClasses ? merge(flows, keys.ofClasses(whole), true) : flows;
 }
 
 export interface PlanPart {

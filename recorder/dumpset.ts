@@ -344,14 +344,15 @@ function spanOf(parts: number[], localTime: boolean): [bigint, bigint] {
  * never followed; they are reported through `warn`.
  */
 export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint, warn: (msg: string) => void): DumpFile[] {
-  const storageReal = fs.realpathSync(info.storage);
+  // The native realpath: one system call a link instead of an lstat per path component.
+  const storageReal = fs.realpathSync.native(info.storage);
   const found = new Map<string, DumpFile>();
   const inside = (p: string): boolean => p.startsWith(storageReal + path.sep);
 
   const addLink = (link: string): void => {
     let real: string;
     try {
-      real = fs.realpathSync(link);
+      real = fs.realpathSync.native(link);
     } catch {
       return; // dangling: the file was deleted (disk budget) after the link was listed
     }

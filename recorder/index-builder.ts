@@ -8,7 +8,7 @@
 // Memory: about 8 bytes per packet and 150 bytes per flow of the whole file,
 // and as much again for a while during finish().
 import { Builder } from 'flatbuffers';
-import { FlowClass, Segment } from './index_generated/index_generated';
+import { FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable as KeyTableFb, Segment } from './index_generated/index_generated';
 import { INDEX_FORMAT_VERSION } from './index-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, META_WORDS,
@@ -26,6 +26,14 @@ export interface IndexInfo {
 /** Time table granularity: a block ends after this many packets or bytes. */
 const BLOCK_PACKETS = 1024;
 const BLOCK_BYTES = 1 << 20;
+
+/**
+ * A flow checkpoint every this many flows, a key checkpoint every this many
+ * keys: finding one flow or one key then decodes at most this many entries,
+ * for about 0.4 B a flow and 0.13 B a key.
+ */
+const FLOW_CHECKPOINT_EVERY = 128;
+const KEY_CHECKPOINT_EVERY = 64;
 
 /** Flags that split flows (all of them today; named so that a new one is a decision). */
 const KEY_FLAGS = META_IPV4 | META_IPV6 | META_PORTS | META_FRAGMENT | META_VLAN | META_PLAIN | META_MAC;
@@ -187,6 +195,11 @@ class ByteSink {
     this.length = len;
   }
 
+  /** -2^31 <= n < 2^31, zigzag-encoded. */
+  zz(n: number): void {
+    this.uv(((n << 1) ^ (n >> 31)) >>> 0);
+  }
+
   /** a - b of two (hi, lo) tick values, unsigned (a >= b). */
   uvDiff(aHi: number, aLo: number, bHi: number, bLo: number): void {
     const lo = aLo - bLo;
@@ -223,6 +236,79 @@ function rankByUse(uses: Uint32Array, size: number): Uint32Array {
   packed.sort();
   for (let r = 0; r < size; r++) rank[ID - 1 - (packed[size - 1 - r] % ID)] = r;
   return rank;
+}
+
+/**
+ * (key, flow) pairs, added in increasing flow order, written as a KeyTable
+ * (recorder/index.fbs): a stable counting sort groups them by key and keeps
+ * each key's flows increasing.
+ */
+class Postings {
+  private n = 0;
+  private keys: Uint32Array;
+  private flows: Uint32Array;
+
+  /** Keys are below `keyLimit`; `dense` tables (dictionaries) have a flow for every key below it and write no key. */
+  constructor(private readonly keyLimit: number, private readonly dense: boolean, capacity: number) {
+    this.keys = new Uint32Array(capacity);
+    this.flows = new Uint32Array(capacity);
+  }
+
+  add(key: number, flow: number): void {
+    this.keys[this.n] = key;
+    this.flows[this.n++] = flow;
+  }
+
+  /** The table's offset in `fb`, 0 when it has no pair. */
+  write(fb: Builder): number {
+    const { n, keys, flows, keyLimit, dense } = this;
+    if (n === 0) return 0;
+    const start = new Uint32Array(keyLimit + 1);
+    for (let i = 0; i < n; i++) start[keys[i] + 1]++;
+    for (let k = 0; k < keyLimit; k++) start[k + 1] += start[k];
+    const fill = start.slice(0, keyLimit);
+    const sorted = new Uint32Array(n);
+    for (let i = 0; i < n; i++) sorted[fill[keys[i]]++] = flows[i];
+
+    const sink = new ByteSink(2 * n + 16);
+    const cpKey: number[] = [];
+    const cpAt: number[] = [];
+    let count = 0, prevKey = 0, prevFirst = 0;
+    for (let key = 0; key < keyLimit; key++) {
+      const from = start[key], to = start[key + 1];
+      if (from === to) {
+        if (dense) throw new Error(`dictionary entry ${key} has no flow`);
+        continue;
+      }
+      if (count++ % KEY_CHECKPOINT_EVERY === 0) {
+        cpKey.push(key);
+        cpAt.push(sink.length);
+        prevKey = prevFirst = 0;
+      }
+      if (!dense) sink.uv(key - prevKey);
+      prevKey = key;
+      sink.uv(to - from);
+      sink.zz(sorted[from] - prevFirst);
+      prevFirst = sorted[from];
+      for (let q = from + 1; q < to; q++) sink.uv(sorted[q] - sorted[q - 1]);
+    }
+    const vEntries = byteVector(fb, sink.bytes());
+    KeyTableFb.startCheckpointsVector(fb, cpKey.length);
+    for (let c = cpKey.length - 1; c >= 0; c--) KeyCheckpoint.createKeyCheckpoint(fb, cpKey[c], cpAt[c]);
+    return KeyTableFb.createKeyTable(fb, count, KEY_CHECKPOINT_EVERY, vEntries, fb.endVector());
+  }
+}
+
+/** Where a flow checkpoint's flow starts in each column (recorder/index.fbs FlowCheckpoint). */
+interface CheckpointAt {
+  cls: number[];
+  addrs: number[];
+  ports: number[];
+  macs: number[];
+  times: number[];
+  counts: number[];
+  wire: number[];
+  prevFirstTs: bigint[];
 }
 
 /** The flows and packets one encode() call writes: a segment, or the whole file. */
@@ -695,20 +781,42 @@ export class IndexBuilder {
     let anyWire = false;
     let capBytes = 0, wireBytes = 0;
     let prevHi = minHi, prevLo = minLo;
+    const at: CheckpointAt = { cls: [], addrs: [], ports: [], macs: [], times: [], counts: [], wire: [], prevFirstTs: [] };
+    const v4Flows = new Postings(ipv4.size, true, 2 * nFlows);
+    const v6Flows = new Postings(ipv6.size, true, 2 * nFlows);
+    const portFlows = new Postings(65536, false, 2 * nFlows);
     for (let j = 0; j < nFlows; j++) {
       const g = globalOf ? globalOf[j] : j;
       const k = g * KEY_WORDS;
       const flags = keys[k + K_PROTO_FLAGS] >>> 8;
+      if (j % FLOW_CHECKPOINT_EVERY === 0) {
+        at.cls.push(sClass.length);
+        at.addrs.push(sAddrs.length);
+        at.ports.push(nPorts);
+        at.macs.push(sMacs.length);
+        at.times.push(sTimes.length);
+        at.counts.push(sCounts.length);
+        at.wire.push(sWire.length);
+        at.prevFirstTs.push((BigInt(prevHi) << 32n) | BigInt(prevLo));
+      }
       sClass.uv(classRank[flowClass[j]]);
       if (flags & (META_IPV4 | META_IPV6)) {
         const rank = flags & META_IPV4 ? v4Rank : v6Rank;
-        sAddrs.uv(rank[flowAddrA[j]]);
-        sAddrs.uv(rank[flowAddrB[j]]);
+        const a = rank[flowAddrA[j]], b = rank[flowAddrB[j]];
+        sAddrs.uv(a);
+        sAddrs.uv(b);
+        const table = flags & META_IPV4 ? v4Flows : v6Flows;
+        table.add(a, j);
+        if (b !== a) table.add(b, j);
       }
       if (flags & META_PORTS) {
         const p = keys[k + K_PORTS];
-        ports[nPorts++] = this.swapped[g] ? p >>> 16 : p & 0xffff;
-        ports[nPorts++] = this.swapped[g] ? p & 0xffff : p >>> 16;
+        const a = this.swapped[g] ? p >>> 16 : p & 0xffff;
+        const b = this.swapped[g] ? p & 0xffff : p >>> 16;
+        ports[nPorts++] = a;
+        ports[nPorts++] = b;
+        portFlows.add(a, j);
+        if (b !== a) portFlows.add(b, j);
       }
       if (flags & META_MAC) sMacs.uv(macRank[flowMac[j]]);
       const t = stats.times, c = stats.sums;
@@ -725,7 +833,7 @@ export class IndexBuilder {
       wireBytes += c[3 * j + 2];
     }
 
-    const sOffsets = this.encodeOffsets(input, nPackets);
+    const { sink: sOffsets, at: offsetsAt, prevFirst: prevFirstOffset } = this.encodeOffsets(input, nPackets);
 
     const sBlocks = new ByteSink((input.endBlock - input.firstBlock) * 8);
     let prevOff = input.start;
@@ -760,6 +868,18 @@ export class IndexBuilder {
     const vWire = anyWire ? optionalBytes(fb, sWire) : 0;
     const vOffsets = optionalBytes(fb, sOffsets);
     const vBlocks = optionalBytes(fb, sBlocks);
+    const vV4Flows = v4Flows.write(fb);
+    const vV6Flows = v6Flows.write(fb);
+    const vPortFlows = portFlows.write(fb);
+    let vCheckpoints = 0;
+    if (nFlows > 0) {
+      Segment.startFlowCheckpointsVector(fb, at.cls.length);
+      for (let c = at.cls.length - 1; c >= 0; c--) {
+        FlowCheckpoint.createFlowCheckpoint(fb, at.cls[c], at.addrs[c], at.ports[c], at.macs[c], at.times[c], at.counts[c],
+          anyWire ? at.wire[c] : 0, offsetsAt[c], at.prevFirstTs[c], BigInt(prevFirstOffset[c]));
+      }
+      vCheckpoints = fb.endVector();
+    }
 
     const ticks = (hi: number, lo: number): bigint => (BigInt(hi) << 32n) | BigInt(lo);
     Segment.startSegment(fb);
@@ -790,12 +910,21 @@ export class IndexBuilder {
     Segment.addBlockCount(fb, input.endBlock - input.firstBlock);
     if (vBlocks) Segment.addBlocks(fb, vBlocks);
     Segment.addOrdered(fb, this.ordered);
+    if (vV4Flows) Segment.addIpv4Flows(fb, vV4Flows);
+    if (vV6Flows) Segment.addIpv6Flows(fb, vV6Flows);
+    if (vPortFlows) Segment.addPortFlows(fb, vPortFlows);
+    Segment.addFlowCheckpointEvery(fb, FLOW_CHECKPOINT_EVERY);
+    if (vCheckpoints) Segment.addFlowCheckpoints(fb, vCheckpoints);
     Segment.finishSegmentBuffer(fb, Segment.endSegment(fb));
     return fb.asUint8Array().slice();
   }
 
-  /** Each flow's record offsets, grouped by flow (a counting sort of the packets). */
-  private encodeOffsets(input: EncodeInput, nPackets: number): ByteSink {
+  /**
+   * Each flow's record offsets, grouped by flow (a counting sort of the
+   * packets), with where each checkpointed flow starts and the first offset
+   * of the flow before it.
+   */
+  private encodeOffsets(input: EncodeInput, nPackets: number): { sink: ByteSink; at: number[]; prevFirst: number[] } {
     const { stats, localOf } = input;
     const nFlows = stats.count;
     const first = new Float64Array(nFlows + 1);
@@ -813,7 +942,13 @@ export class IndexBuilder {
     }
     const sink = new ByteSink(nPackets * 3 + 16);
     let prevFirst = input.start;
+    const at: number[] = [];
+    const prevFirsts: number[] = [];
     for (let j = 0; j < nFlows; j++) {
+      if (j % FLOW_CHECKPOINT_EVERY === 0) {
+        at.push(sink.length);
+        prevFirsts.push(prevFirst);
+      }
       let prev = sorted[first[j]];
       sink.uv(prev - prevFirst);
       prevFirst = prev;
@@ -822,7 +957,7 @@ export class IndexBuilder {
         prev = sorted[q];
       }
     }
-    return sink;
+    return { sink, at, prevFirst: prevFirsts };
   }
 
   private classVector(fb: Builder, classes: KeyTable, rank: Uint32Array): number {

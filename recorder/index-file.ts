@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { ByteBuffer } from 'flatbuffers';
-import { FlowClass, Segment } from './index_generated/index_generated';
+import { FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
 import { META_IPV4, META_IPV6, META_MAC, META_PORTS, META_VLAN } from './packet-meta';
 import { PCAP_HEADER_BYTES, PcapFormatError, PcapHeader, RECORD_HEADER_BYTES, readPcapHeader } from './pcap-file';
 
@@ -164,8 +164,8 @@ export interface IndexView {
   readonly flowCount: number;
   flow(index: number): FlowView;
   flows(): IterableIterator<FlowView>;
-  /** The same flows as columns, one entry per segment in order. */
-  readonly flowColumns: readonly FlowColumns[];
+  /** The same flows by segment, in order: as columns, and through the key tables. */
+  readonly segmentFlows: readonly SegmentFlows[];
   /** Absolute file offsets of the flow's records, increasing. */
   flowOffsets(index: number): number[];
 }
@@ -190,11 +190,16 @@ export function readIndexSpan(path: string): { minNs: bigint; maxNs: bigint } | 
 }
 
 function decodeIndex(buf: Uint8Array, path: string, partial: boolean): DecodedIndex {
-  const segments = splitSegments(buf, path, partial).map((s, k) => decodeSegment(s, path, k));
+  let base = 0;
+  const segments = splitSegments(buf, path, partial).map((bytes, k) => {
+    const s = decodeSegment(bytes, path, k, base);
+    base += s.flowCount;
+    return s;
+  });
   return new DecodedIndex(path, segments, partial);
 }
 
-/** Validates the container and returns each segment's flatbuffer, copied so typed views align. */
+/** Validates the container and returns each segment's flatbuffer, aligned for typed views (copied only when it is not). */
 function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Array[] {
   const fail = (defect: string): never => {
     throw new IndexError(path, defect);
@@ -224,7 +229,9 @@ function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Ar
       if (partial) break;
       fail(`segment ${k}: length ${length} runs past the end of the file (byte ${at})`);
     }
-    const bytes = buf.slice(at + FRAME_BYTES, at + FRAME_BYTES + length);
+    // Views of 8-byte-aligned segments: copying every index read costs as much as reading it.
+    const from = at + FRAME_BYTES;
+    const bytes = (buf.byteOffset + from) % 8 === 0 ? buf.subarray(from, from + length) : buf.slice(from, from + length);
     at += FRAME_BYTES + length;
     if (zlib.crc32(bytes) !== crc) {
       // A torn write ends the file; a bad segment followed by more data is corruption.
@@ -237,23 +244,32 @@ function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Ar
   return segments;
 }
 
-/**
- * The flows of one segment as decoded columns (flow j of the segment is flow
- * `base + j` of the index), for readers that walk every flow and cannot
- * afford an object per flow. Times are ticks of the file's precision as
- * (hi, lo) u32 pairs; `addrA`/`addrB` index `ipv4` or `ipv6` (16 bytes an
- * entry) by the class's flags, `mac` indexes `macPairs` (12 bytes an entry).
- */
-export interface FlowColumns {
-  readonly base: number;
-  readonly flowCount: number;
+/** What the flows of a segment index into: flow classes, and the address and MAC dictionaries. */
+export interface SegmentDictionaries {
   readonly classFlags: Uint8Array;
   readonly classProto: Uint8Array;
   readonly classEther: Uint16Array;
   readonly classVlan: Uint16Array;
   readonly ipv4: Uint32Array;
+  /** 16 bytes an entry. */
   readonly ipv6: Uint8Array;
+  /** 12 bytes an entry: MAC A, then MAC B. */
   readonly macPairs: Uint8Array;
+}
+
+/**
+ * Flows of one segment as decoded columns, for readers that walk many flows
+ * and cannot afford an object per flow. Row r is the segment's flow
+ * `flowIds[r]`, or flow r when `flowIds` is undefined (every flow); segment
+ * flow j is flow `base + j` of the index. Times are ticks of the file's
+ * precision as (hi, lo) u32 pairs; `addrA`/`addrB` index `ipv4` or `ipv6` by
+ * the class's flags, `mac` indexes `macPairs`.
+ */
+export interface FlowColumns extends SegmentDictionaries {
+  readonly base: number;
+  /** Rows. */
+  readonly flowCount: number;
+  readonly flowIds: Uint32Array | undefined;
   readonly flowClass: Uint32Array;
   readonly addrA: Uint32Array;
   readonly addrB: Uint32Array;
@@ -267,27 +283,37 @@ export interface FlowColumns {
   readonly flowPackets: Float64Array;
   readonly flowCap: Float64Array;
   readonly flowWire: Float64Array;
+  /** Absolute file offsets of row r's records, increasing. */
+  offsets(row: number): number[];
 }
 
-/** One segment, decoded into columns. Times are ticks as (hi, lo) u32 pairs. */
-interface SegmentData extends Omit<FlowColumns, 'base'> {
-  version: number;
-  linktype: number;
-  nano: boolean;
-  snaplen: number;
-  start: number;
-  end: number;
-  packets: number;
-  capBytes: number;
-  wireBytes: number;
-  minTs: bigint;
-  maxTs: bigint;
-  ordered: boolean;
-  /** Per flow: its first record's offset, and where its entries start in `offsets`. */
-  firstOffset: Float64Array;
-  offsetPos: Float64Array;
-  offsets: Uint8Array;
-  blocks: TimeBlock[];
+/**
+ * The key tables of a segment (recorder/index.fbs): which flows hold an
+ * address or a port, and the columns of just those flows. Every result is a
+ * list of segment flow numbers, increasing and distinct.
+ */
+export interface KeyLookup {
+  /** Flows with one of these ipv4 entries (increasing) as endpoint A or B. */
+  ipv4(entries: readonly number[]): Uint32Array;
+  /** Flows with one of these ipv6 entries (increasing) as endpoint A or B. */
+  ipv6(entries: readonly number[]): Uint32Array;
+  /** Flows with port A or B in [low, high]. */
+  ports(low: number, high: number): Uint32Array;
+  /** Flows whose class is marked (non-zero) in `classes`, one entry per class. */
+  ofClasses(classes: Uint8Array): Uint32Array;
+  /** These flows (increasing), each decoded from its checkpoint, not from the segment's first flow. */
+  columns(flows: Uint32Array): FlowColumns;
+}
+
+/** One segment's flows, for planning. */
+export interface SegmentFlows {
+  readonly dictionaries: SegmentDictionaries;
+  readonly base: number;
+  readonly flowCount: number;
+  /** Undefined for an index written before key tables: then only all() can say what its flows are. */
+  readonly keys: KeyLookup | undefined;
+  /** Every flow, decoded once on first use. */
+  all(): FlowColumns;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -394,157 +420,425 @@ const hiOf = (t: bigint): number => Number(t >> 32n);
 const loOf = (t: bigint): number => Number(t & 0xffffffffn);
 const ticks = (hi: number, lo: number): bigint => (BigInt(hi) << 32n) | BigInt(lo);
 
-function decodeSegment(bytes: Uint8Array, path: string, k: number): SegmentData {
-  const fail = (defect: string): never => {
-    throw new IndexError(path, `segment ${k}: ${defect}`);
-  };
+type Fail = (defect: string) => never;
+
+/**
+ * Runs `body` on a segment's flatbuffer, turning any overrun into an
+ * IndexError naming the segment: the flatbuffers reader does not verify, so
+ * a bad offset shows up as a RangeError.
+ */
+function guarded<T>(fail: Fail, body: () => T): T {
   try {
-    return decodeSegmentBody(bytes, fail);
+    return body();
   } catch (e) {
-    // The flatbuffers reader does not verify; a bad offset shows up as a RangeError.
     if (e instanceof IndexError) throw e;
     return fail(`malformed (${(e as Error).message})`);
   }
 }
 
-function decodeSegmentBody(bytes: Uint8Array, fail: (defect: string) => never): SegmentData {
-  if (bytes.length < 8) fail('too short for a flatbuffer');
-  const root = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(0, true);
-  if (root + 4 > bytes.length) fail('root table out of bounds');
-  const seg = Segment.getRootAsSegment(new ByteBuffer(bytes));
-  const version = seg.version();
-  if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
-  const num = (v: bigint, what: string): number => {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(`${what} out of range`);
-    return Number(v);
+/** Decoded rows of a segment's flows (see FlowColumns), with where each row's offsets are. */
+interface Columns extends FlowColumns {
+  /** Per row: its first record's offset, and where its entries start in the segment's flow_offsets. */
+  readonly firstOffset: Float64Array;
+  readonly offsetPos: Float64Array;
+}
+
+/** Room for `rows` flows of segment `s`, filled in by FlowReader.read(). */
+function newColumns(s: SegmentData, rows: number, flowIds: Uint32Array | undefined): Columns {
+  const d: Columns = {
+    ...s.dictionaries,
+    base: s.base,
+    flowCount: rows,
+    flowIds,
+    flowClass: new Uint32Array(rows),
+    addrA: new Uint32Array(rows),
+    addrB: new Uint32Array(rows),
+    portA: new Uint16Array(rows),
+    portB: new Uint16Array(rows),
+    mac: new Uint32Array(rows),
+    minHi: new Uint32Array(rows),
+    minLo: new Uint32Array(rows),
+    maxHi: new Uint32Array(rows),
+    maxLo: new Uint32Array(rows),
+    flowPackets: new Float64Array(rows),
+    flowCap: new Float64Array(rows),
+    flowWire: new Float64Array(rows),
+    firstOffset: new Float64Array(rows),
+    offsetPos: new Float64Array(rows),
+    offsets(row: number): number[] {
+      const r = new VarintReader(s.offsets, 'flow_offsets', s.fail);
+      r.pos = d.offsetPos[row];
+      r.uv();
+      const out = [d.firstOffset[row]];
+      for (let q = 1; q < d.flowPackets[row]; q++) out.push(out[q - 1] + r.uv());
+      return out;
+    },
   };
-
-  const nClasses = seg.classesLength();
-  const classFlags = new Uint8Array(nClasses);
-  const classProto = new Uint8Array(nClasses);
-  const classEther = new Uint16Array(nClasses);
-  const classVlan = new Uint16Array(nClasses);
-  const fc = new FlowClass();
-  for (let c = 0; c < nClasses; c++) {
-    seg.classes(c, fc);
-    classFlags[c] = fc.flags();
-    classProto[c] = fc.ipproto();
-    classEther[c] = fc.ethertype();
-    classVlan[c] = fc.vlan();
-  }
-  const ipv4 = seg.ipv4Array() ?? new Uint32Array(0);
-  const ipv6 = seg.ipv6Array() ?? EMPTY;
-  const macPairs = seg.macPairsArray() ?? EMPTY;
-  const ports = seg.flowPortsArray() ?? new Uint16Array(0);
-  if (ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
-  if (macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
-  const start = num(seg.start(), 'start');
-  const minTs = seg.minTs();
-
-  const n = seg.flowCount();
-  const cls = new VarintReader(seg.flowClassArray() ?? EMPTY, 'flow_class', fail);
-  const addrs = new VarintReader(seg.flowAddrsArray() ?? EMPTY, 'flow_addrs', fail);
-  const macs = new VarintReader(seg.flowMacsArray() ?? EMPTY, 'flow_macs', fail);
-  const times = new VarintReader(seg.flowTimesArray() ?? EMPTY, 'flow_times', fail);
-  const counts = new VarintReader(seg.flowCountsArray() ?? EMPTY, 'flow_counts', fail);
-  const wireBytes = seg.flowWireArray();
-  const wire = new VarintReader(wireBytes ?? EMPTY, 'flow_wire', fail);
-  const offsets = seg.flowOffsetsArray() ?? EMPTY;
-  const offs = new VarintReader(offsets, 'flow_offsets', fail);
-
-  const d: SegmentData = {
-    version,
-    linktype: seg.linktype(),
-    nano: seg.nano(),
-    snaplen: seg.snaplen(),
-    start,
-    end: num(seg.end(), 'end'),
-    packets: num(seg.packets(), 'packets'),
-    capBytes: num(seg.capBytes(), 'cap_bytes'),
-    wireBytes: num(seg.wireBytes(), 'wire_bytes'),
-    minTs,
-    maxTs: seg.maxTs(),
-    ordered: seg.ordered(),
-    flowCount: n,
-    classFlags, classProto, classEther, classVlan, ipv4, ipv6, macPairs,
-    flowClass: new Uint32Array(n),
-    addrA: new Uint32Array(n),
-    addrB: new Uint32Array(n),
-    portA: new Uint16Array(n),
-    portB: new Uint16Array(n),
-    mac: new Uint32Array(n),
-    minHi: new Uint32Array(n),
-    minLo: new Uint32Array(n),
-    maxHi: new Uint32Array(n),
-    maxLo: new Uint32Array(n),
-    flowPackets: new Float64Array(n),
-    flowCap: new Float64Array(n),
-    flowWire: new Float64Array(n),
-    firstOffset: new Float64Array(n),
-    offsetPos: new Float64Array(n),
-    offsets,
-    blocks: [],
-  };
-  const nAddr = (flags: number): number => (flags & META_IPV4 ? ipv4.length : ipv6.length / 16);
-  let portAt = 0;
-  let prevHi = hiOf(minTs), prevLo = loOf(minTs);
-  let prevFirst = start;
-  for (let j = 0; j < n; j++) {
-    const c = cls.uv();
-    if (c >= nClasses) fail(`flow ${j}: class ${c} out of range`);
-    d.flowClass[j] = c;
-    const flags = classFlags[c];
-    if (flags & (META_IPV4 | META_IPV6)) {
-      d.addrA[j] = addrs.uv();
-      d.addrB[j] = addrs.uv();
-      if (d.addrA[j] >= nAddr(flags) || d.addrB[j] >= nAddr(flags)) fail(`flow ${j}: address out of range`);
-    }
-    if (flags & META_PORTS) {
-      if (portAt + 2 > ports.length) fail('flow_ports too short');
-      d.portA[j] = ports[portAt++];
-      d.portB[j] = ports[portAt++];
-    }
-    if (flags & META_MAC) {
-      d.mac[j] = macs.uv();
-      if (d.mac[j] * 12 >= macPairs.length) fail(`flow ${j}: MAC pair out of range`);
-    }
-    times.plusZz(prevHi, prevLo);
-    prevHi = d.minHi[j] = times.hi;
-    prevLo = d.minLo[j] = times.lo;
-    times.plusUv(prevHi, prevLo);
-    d.maxHi[j] = times.hi;
-    d.maxLo[j] = times.lo;
-    const packets = counts.uv();
-    if (packets === 0) fail(`flow ${j}: no packet`);
-    d.flowPackets[j] = packets;
-    d.flowCap[j] = counts.uv();
-    d.flowWire[j] = d.flowCap[j] + (wireBytes ? wire.uv() : 0);
-    d.offsetPos[j] = offs.pos;
-    prevFirst = d.firstOffset[j] = prevFirst + offs.uv();
-    offs.skip(packets - 1);
-  }
-  if (portAt !== ports.length) fail('flow_ports has entries left over');
-  for (const r of [cls, addrs, macs, times, counts, offs]) r.done();
-  if (wireBytes) wire.done();
-
-  const blocks = new VarintReader(seg.blocksArray() ?? EMPTY, 'blocks', fail);
-  const unit = d.nano ? 1n : 1000n;
-  let prevOff = start;
-  prevHi = hiOf(minTs);
-  prevLo = loOf(minTs);
-  for (let b = 0; b < seg.blockCount(); b++) {
-    const offset = prevOff + blocks.uv();
-    const packets = blocks.uv();
-    blocks.plusZz(prevHi, prevLo);
-    prevHi = blocks.hi;
-    prevLo = blocks.lo;
-    blocks.plusUv(prevHi, prevLo);
-    d.blocks.push({ offset, end: d.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
-    if (b > 0) d.blocks[b - 1].end = offset;
-    prevOff = offset;
-  }
-  blocks.done();
   return d;
+}
+
+/**
+ * Reads a segment's per-flow columns forward, flow after flow, from flow 0
+ * or from a checkpoint: every delta is taken from the flow before.
+ */
+class FlowReader {
+  private readonly cls: VarintReader;
+  private readonly addrs: VarintReader;
+  private readonly macs: VarintReader;
+  private readonly times: VarintReader;
+  private readonly counts: VarintReader;
+  private readonly wire: VarintReader;
+  readonly offs: VarintReader;
+  private portAt = 0;
+  private prevHi: number;
+  private prevLo: number;
+  private prevFirst: number;
+  /** The segment's flow number read next. */
+  next = 0;
+
+  constructor(private readonly s: SegmentData) {
+    const { seg, fail } = s;
+    this.cls = new VarintReader(seg.flowClassArray() ?? EMPTY, 'flow_class', fail);
+    this.addrs = new VarintReader(seg.flowAddrsArray() ?? EMPTY, 'flow_addrs', fail);
+    this.macs = new VarintReader(seg.flowMacsArray() ?? EMPTY, 'flow_macs', fail);
+    this.times = new VarintReader(seg.flowTimesArray() ?? EMPTY, 'flow_times', fail);
+    this.counts = new VarintReader(seg.flowCountsArray() ?? EMPTY, 'flow_counts', fail);
+    this.wire = new VarintReader(s.wireColumn ?? EMPTY, 'flow_wire', fail);
+    this.offs = new VarintReader(s.offsets, 'flow_offsets', fail);
+    this.prevHi = hiOf(s.minTs);
+    this.prevLo = loOf(s.minTs);
+    this.prevFirst = s.start;
+  }
+
+  /** Moves to flow number k * every, from its checkpoint. */
+  seek(k: number, cp: FlowCheckpoint): void {
+    const s = this.s;
+    this.cls.pos = cp.classAt();
+    this.addrs.pos = cp.addrsAt();
+    this.portAt = cp.portsAt();
+    this.macs.pos = cp.macsAt();
+    this.times.pos = cp.timesAt();
+    this.counts.pos = cp.countsAt();
+    this.wire.pos = cp.wireAt();
+    this.offs.pos = cp.offsetsAt();
+    const ts = cp.prevFirstTs();
+    this.prevHi = hiOf(ts);
+    this.prevLo = loOf(ts);
+    this.prevFirst = s.num(cp.prevFirstOffset(), 'checkpoint offset');
+    this.next = k * s.checkpointEvery;
+  }
+
+  /** Reads the next flow into row `row` of `d`, overwriting all of it (a flow skipped on the way may have used the row). */
+  read(d: Columns, row: number): void {
+    const { fail, ports } = this.s;
+    const s = this.s.dictionaries;
+    const j = this.next++;
+    const c = this.cls.uv();
+    if (c >= s.classFlags.length) fail(`flow ${j}: class ${c} out of range`);
+    d.flowClass[row] = c;
+    const flags = s.classFlags[c];
+    if (flags & (META_IPV4 | META_IPV6)) {
+      d.addrA[row] = this.addrs.uv();
+      d.addrB[row] = this.addrs.uv();
+      const n = flags & META_IPV4 ? s.ipv4.length : s.ipv6.length / 16;
+      if (d.addrA[row] >= n || d.addrB[row] >= n) fail(`flow ${j}: address out of range`);
+    } else d.addrA[row] = d.addrB[row] = 0;
+    if (flags & META_PORTS) {
+      if (this.portAt + 2 > ports.length) fail('flow_ports too short');
+      d.portA[row] = ports[this.portAt++];
+      d.portB[row] = ports[this.portAt++];
+    } else d.portA[row] = d.portB[row] = 0;
+    if (flags & META_MAC) {
+      d.mac[row] = this.macs.uv();
+      if (d.mac[row] * 12 >= s.macPairs.length) fail(`flow ${j}: MAC pair out of range`);
+    } else d.mac[row] = 0;
+    const times = this.times;
+    times.plusZz(this.prevHi, this.prevLo);
+    this.prevHi = d.minHi[row] = times.hi;
+    this.prevLo = d.minLo[row] = times.lo;
+    times.plusUv(this.prevHi, this.prevLo);
+    d.maxHi[row] = times.hi;
+    d.maxLo[row] = times.lo;
+    const packets = this.counts.uv();
+    if (packets === 0) fail(`flow ${j}: no packet`);
+    d.flowPackets[row] = packets;
+    d.flowCap[row] = this.counts.uv();
+    d.flowWire[row] = d.flowCap[row] + (this.s.wireColumn ? this.wire.uv() : 0);
+    d.offsetPos[row] = this.offs.pos;
+    this.prevFirst = d.firstOffset[row] = this.prevFirst + this.offs.uv();
+    this.offs.skip(packets - 1);
+  }
+
+  /** After the last flow: every column must be used up exactly. */
+  done(): void {
+    if (this.portAt !== this.s.ports.length) this.s.fail('flow_ports has entries left over');
+    for (const r of [this.cls, this.addrs, this.macs, this.times, this.counts, this.offs]) r.done();
+    if (this.s.wireColumn) this.wire.done();
+  }
+}
+
+/**
+ * One KeyTable (recorder/index.fbs), read forward from where the previous
+ * lookup stopped, or from the nearest checkpoint when that is further on.
+ */
+class KeyReader {
+  private readonly count: number;
+  private readonly every: number;
+  private readonly checkpoints: number;
+  private readonly r: VarintReader;
+  private readonly cp = new KeyCheckpoint();
+  /** Ordinal of the entry at r.pos (count when at the end), and the values deltas are taken from. */
+  private i: number;
+  private prevKey = 0;
+  private prevFirst = 0;
+
+  /** `dense`: the keys are the dictionary entries 0..count-1 and are not written. */
+  constructor(private readonly table: KeyTable | null, private readonly dense: boolean, private readonly flowCount: number, private readonly fail: Fail) {
+    this.count = table?.count() ?? 0;
+    this.every = table?.every() ?? 1;
+    this.checkpoints = table?.checkpointsLength() ?? 0;
+    if (this.every === 0 || this.checkpoints !== Math.ceil(this.count / this.every)) fail('key table checkpoints do not match its keys');
+    this.r = new VarintReader(table?.entriesArray() ?? EMPTY, 'key table', fail);
+    this.i = this.count;
+  }
+
+  /** Appends to `out` the flows of the keys in [low, high]; calls must come in increasing order of keys. */
+  flows(low: number, high: number, out: number[]): void {
+    this.toward(low);
+    const r = this.r;
+    while (this.i < this.count) {
+      const at = r.pos;
+      if (this.i % this.every === 0) this.prevKey = this.prevFirst = 0;
+      const key = this.dense ? this.i : this.prevKey + r.uv();
+      if (key > high) {
+        r.pos = at;
+        return;
+      }
+      const n = r.uv();
+      const z = r.uv();
+      const first = this.prevFirst + (z % 2 ? -(z + 1) / 2 : z / 2);
+      if (n === 0 || first < 0) this.fail(`key ${key}: bad entry`);
+      if (key >= low) {
+        let f = first;
+        out.push(f);
+        for (let q = 1; q < n; q++) out.push((f += r.uv()));
+        if (f >= this.flowCount) this.fail(`key ${key}: flow ${f} out of range`);
+      } else r.skip(n - 1);
+      this.prevKey = key;
+      this.prevFirst = first;
+      this.i++;
+    }
+  }
+
+  /** Moves to the last checkpoint at or before `key` unless reading on from here is shorter. */
+  private toward(key: number): void {
+    const { cp, table } = this;
+    if (!table || this.checkpoints === 0) return;
+    let k: number;
+    if (this.dense) k = Math.min(Math.floor(key / this.every), this.checkpoints - 1);
+    else {
+      let lo = 0, hi = this.checkpoints - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (table.checkpoints(mid, cp)!.key() <= key) lo = mid;
+        else hi = mid - 1;
+      }
+      k = lo;
+    }
+    if (k * this.every <= this.i && this.i < this.count && this.prevKey < key) return;
+    this.i = k * this.every;
+    this.r.pos = table.checkpoints(k, cp)!.at();
+  }
+}
+
+/** A segment's key tables and flow checkpoints; see KeyLookup. */
+class SegmentKeys implements KeyLookup {
+  constructor(private readonly s: SegmentData) {}
+
+  ipv4(entries: readonly number[]): Uint32Array {
+    return this.lookup(this.s.seg.ipv4Flows(), true, entries.map((e) => [e, e]));
+  }
+
+  ipv6(entries: readonly number[]): Uint32Array {
+    return this.lookup(this.s.seg.ipv6Flows(), true, entries.map((e) => [e, e]));
+  }
+
+  ports(low: number, high: number): Uint32Array {
+    return this.lookup(this.s.seg.portFlows(), false, [[low, high]]);
+  }
+
+  ofClasses(classes: Uint8Array): Uint32Array {
+    const { s } = this;
+    return guarded(s.fail, () => {
+      const r = new VarintReader(s.seg.flowClassArray() ?? EMPTY, 'flow_class', s.fail);
+      const out: number[] = [];
+      for (let j = 0; j < s.flowCount; j++) if (classes[r.uv()]) out.push(j);
+      return Uint32Array.from(out);
+    });
+  }
+
+  columns(flows: Uint32Array): FlowColumns {
+    const { s } = this;
+    return guarded(s.fail, () => {
+      const d = newColumns(s, flows.length, flows);
+      const reader = new FlowReader(s);
+      const cp = new FlowCheckpoint();
+      let positioned = false;
+      for (let row = 0; row < flows.length; row++) {
+        const j = flows[row];
+        if (j >= s.flowCount || (positioned && j < reader.next)) s.fail(`flow ${j} asked out of order or range`);
+        // Jump when the checkpoint is past where reading stands; each flow in between costs a decode.
+        const k = Math.floor(j / s.checkpointEvery);
+        if (!positioned || k * s.checkpointEvery > reader.next) {
+          const at = s.seg.flowCheckpoints(k, cp);
+          if (!at) s.fail(`flow ${j}: no checkpoint`);
+          reader.seek(k, at!);
+          positioned = true;
+        }
+        while (reader.next < j) reader.read(d, row);
+        reader.read(d, row);
+      }
+      return d;
+    });
+  }
+
+  private lookup(table: KeyTable | null, dense: boolean, ranges: readonly (readonly [number, number])[]): Uint32Array {
+    const { s } = this;
+    return guarded(s.fail, () => {
+      const reader = new KeyReader(table, dense, s.flowCount, s.fail);
+      const out: number[] = [];
+      for (const [low, high] of ranges) reader.flows(low, high, out);
+      const flows = Uint32Array.from(out).sort();
+      let n = 0;
+      for (let q = 0; q < flows.length; q++) if (q === 0 || flows[q] !== flows[n - 1]) flows[n++] = flows[q];
+      return flows.subarray(0, n);
+    });
+  }
+}
+
+/**
+ * One segment: its header, dictionaries and time table decoded when read;
+ * its flows decoded when asked for, all of them (all()) or, through the key
+ * tables, a few.
+ */
+class SegmentData implements SegmentFlows {
+  readonly version: number;
+  readonly linktype: number;
+  readonly nano: boolean;
+  readonly snaplen: number;
+  readonly start: number;
+  readonly end: number;
+  readonly packets: number;
+  readonly capBytes: number;
+  readonly wireBytes: number;
+  readonly minTs: bigint;
+  readonly maxTs: bigint;
+  readonly ordered: boolean;
+  readonly flowCount: number;
+  readonly dictionaries: SegmentDictionaries;
+  readonly ports: Uint16Array;
+  readonly wireColumn: Uint8Array | null;
+  readonly offsets: Uint8Array;
+  readonly blocks: TimeBlock[] = [];
+  readonly checkpointEvery: number;
+  readonly keys: KeyLookup | undefined;
+  private decoded: Columns | undefined;
+
+  constructor(readonly seg: Segment, readonly base: number, readonly fail: Fail) {
+    const version = seg.version();
+    if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
+    this.version = version;
+    const nClasses = seg.classesLength();
+    const d: SegmentDictionaries = {
+      classFlags: new Uint8Array(nClasses),
+      classProto: new Uint8Array(nClasses),
+      classEther: new Uint16Array(nClasses),
+      classVlan: new Uint16Array(nClasses),
+      ipv4: seg.ipv4Array() ?? new Uint32Array(0),
+      ipv6: seg.ipv6Array() ?? EMPTY,
+      macPairs: seg.macPairsArray() ?? EMPTY,
+    };
+    const fc = new FlowClass();
+    for (let c = 0; c < nClasses; c++) {
+      seg.classes(c, fc);
+      d.classFlags[c] = fc.flags();
+      d.classProto[c] = fc.ipproto();
+      d.classEther[c] = fc.ethertype();
+      d.classVlan[c] = fc.vlan();
+    }
+    if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
+    if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
+    this.dictionaries = d;
+    this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
+    this.wireColumn = seg.flowWireArray();
+    this.offsets = seg.flowOffsetsArray() ?? EMPTY;
+    this.linktype = seg.linktype();
+    this.nano = seg.nano();
+    this.snaplen = seg.snaplen();
+    this.start = this.num(seg.start(), 'start');
+    this.end = this.num(seg.end(), 'end');
+    this.packets = this.num(seg.packets(), 'packets');
+    this.capBytes = this.num(seg.capBytes(), 'cap_bytes');
+    this.wireBytes = this.num(seg.wireBytes(), 'wire_bytes');
+    this.minTs = seg.minTs();
+    this.maxTs = seg.maxTs();
+    this.ordered = seg.ordered();
+    this.flowCount = seg.flowCount();
+    this.checkpointEvery = seg.flowCheckpointEvery();
+    if (this.checkpointEvery > 0 && seg.flowCheckpointsLength() !== Math.ceil(this.flowCount / this.checkpointEvery)) {
+      fail('flow checkpoints do not match the flows');
+    }
+    // An index written before key tables has no checkpoints either (0 = absent).
+    this.keys = this.checkpointEvery > 0 ? new SegmentKeys(this) : undefined;
+    this.decodeBlocks();
+  }
+
+  num(v: bigint, what: string): number {
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} out of range`);
+    return Number(v);
+  }
+
+  all(): Columns {
+    this.decoded ??= guarded(this.fail, () => {
+      const d = newColumns(this, this.flowCount, undefined);
+      const reader = new FlowReader(this);
+      for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
+      reader.done();
+      return d;
+    });
+    return this.decoded;
+  }
+
+  private decodeBlocks(): void {
+    const blocks = new VarintReader(this.seg.blocksArray() ?? EMPTY, 'blocks', this.fail);
+    const unit = this.nano ? 1n : 1000n;
+    let prevOff = this.start;
+    let prevHi = hiOf(this.minTs), prevLo = loOf(this.minTs);
+    for (let b = 0; b < this.seg.blockCount(); b++) {
+      const offset = prevOff + blocks.uv();
+      const packets = blocks.uv();
+      blocks.plusZz(prevHi, prevLo);
+      prevHi = blocks.hi;
+      prevLo = blocks.lo;
+      blocks.plusUv(prevHi, prevLo);
+      this.blocks.push({ offset, end: this.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
+      if (b > 0) this.blocks[b - 1].end = offset;
+      prevOff = offset;
+    }
+    blocks.done();
+  }
+}
+
+function decodeSegment(bytes: Uint8Array, path: string, k: number, base: number): SegmentData {
+  const fail = (defect: string): never => {
+    throw new IndexError(path, `segment ${k}: ${defect}`);
+  };
+  return guarded(fail, () => {
+    if (bytes.length < 8) fail('too short for a flatbuffer');
+    const root = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(0, true);
+    if (root + 4 > bytes.length) fail('root table out of bounds');
+    return new SegmentData(Segment.getRootAsSegment(new ByteBuffer(bytes)), base, fail);
+  });
 }
 
 function formatIpv4(v: number): string {
@@ -593,7 +887,7 @@ class DecodedIndex implements IndexView {
   readonly flowCount: number;
   /** Index of each segment's first flow, plus the total. */
   readonly flowBase: number[];
-  readonly flowColumns: readonly FlowColumns[];
+  readonly segmentFlows: readonly SegmentFlows[];
 
   constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean) {
     const first: SegmentData | undefined = parts[0];
@@ -627,14 +921,15 @@ class DecodedIndex implements IndexView {
     this.flowBase = [0];
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
     this.flowCount = this.flowBase[parts.length];
-    this.flowColumns = parts.map((s, k) => ({ ...s, base: this.flowBase[k] }));
+    this.segmentFlows = parts;
   }
 
   flow(index: number): FlowView {
-    const [s, j] = this.locate(index);
+    const [seg, j] = this.locate(index);
+    const s = seg.all();
     const c = s.flowClass[j];
     const flags = s.classFlags[c];
-    const unit = s.nano ? 1n : 1000n;
+    const unit = seg.nano ? 1n : 1000n;
     const v4 = (flags & META_IPV4) !== 0;
     const v6 = !v4 && (flags & META_IPV6) !== 0;
     const addrBytes = (a: number): Uint8Array | undefined => {
@@ -679,14 +974,7 @@ class DecodedIndex implements IndexView {
 
   flowOffsets(index: number): number[] {
     const [s, j] = this.locate(index);
-    const r = new VarintReader(s.offsets, 'flow_offsets', (d) => {
-      throw new IndexError(this.path, d);
-    });
-    r.pos = s.offsetPos[j];
-    r.uv();
-    const out = [s.firstOffset[j]];
-    for (let q = 1; q < s.flowPackets[j]; q++) out.push(out[q - 1] + r.uv());
-    return out;
+    return s.all().offsets(j);
   }
 
   /** The segment holding flow `index`, and the flow's number in it. */
@@ -745,13 +1033,15 @@ export function checkIndex(path: string, pcapPath?: string): string[] {
   const problems = new Problems(path);
   const partial = isPartialIndexPath(path);
   let index: DecodedIndex;
+  let all: Float64Array;
   try {
     index = decodeIndex(fs.readFileSync(path), path, partial);
+    // Decoding the flows can find more defects.
+    all = checkConsistency(index, problems);
   } catch (e) {
-    if (e instanceof IndexError) return [e.message];
+    if (e instanceof IndexError) return [...problems.result(), e.message];
     throw e;
   }
-  const all = checkConsistency(index, problems);
   const pcap = pcapPath ?? path.replace(/\.idx$/, '');
   if (pcapPath !== undefined || (pcap !== path && fs.existsSync(pcap))) {
     checkAgainstPcap(index, all, pcap, partial, problems);
@@ -765,18 +1055,19 @@ function checkConsistency(index: DecodedIndex, problems: Problems): Float64Array
   let n = 0;
   index.parts.forEach((s, k) => {
     const where = `segment ${k}`;
+    const f = s.all();
     let packets = 0, cap = 0, wire = 0;
     let minTs: bigint | undefined, maxTs: bigint | undefined;
     for (let j = 0; j < s.flowCount; j++) {
-      const lo = ticks(s.minHi[j], s.minLo[j]);
-      const hi = ticks(s.maxHi[j], s.maxLo[j]);
+      const lo = ticks(f.minHi[j], f.minLo[j]);
+      const hi = ticks(f.maxHi[j], f.maxLo[j]);
       if (lo > hi) problems.add(`${where} flow ${j}: first time after last time`);
       if (minTs === undefined || lo < minTs) minTs = lo;
       if (maxTs === undefined || hi > maxTs) maxTs = hi;
-      packets += s.flowPackets[j];
-      cap += s.flowCap[j];
-      wire += s.flowWire[j];
-      if (s.flowCap[j] > s.flowWire[j]) problems.add(`${where} flow ${j}: more bytes captured than on the wire`);
+      packets += f.flowPackets[j];
+      cap += f.flowCap[j];
+      wire += f.flowWire[j];
+      if (f.flowCap[j] > f.flowWire[j]) problems.add(`${where} flow ${j}: more bytes captured than on the wire`);
       const offsets = index.flowOffsets(index.flowBase[k] + j);
       offsets.forEach((o, q) => {
         if (q > 0 && o <= offsets[q - 1]) problems.add(`${where} flow ${j}: offsets not increasing at ${o}`);
@@ -805,6 +1096,7 @@ function checkConsistency(index: DecodedIndex, problems: Problems): Float64Array
       blockPackets += b.packets;
     });
     if (blockPackets !== s.packets) problems.add(`${where}: time blocks hold ${blockPackets} packets, header says ${s.packets}`);
+    checkKeys(s, f, where, problems);
   });
   if (n !== index.packets) return new Float64Array(0);
   all.sort();
@@ -818,6 +1110,67 @@ function checkConsistency(index: DecodedIndex, problems: Problems): Float64Array
     else if (lowerBound(all, b.end) - first !== b.packets) problems.add(`time block at ${b.offset}: packet count mismatch`);
   }
   return all;
+}
+
+/**
+ * The key tables must name exactly the flows that hold each key, and each
+ * flow decoded from its checkpoint must equal the same flow decoded from the
+ * segment's start.
+ */
+function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems): void {
+  const keys = s.keys;
+  if (!keys) return;
+  const v4 = new Map<number, number[]>();
+  const v6 = new Map<number, number[]>();
+  const ports = new Map<number, number[]>();
+  const withPorts: number[] = [];
+  const add = (lists: Map<number, number[]>, a: number, b: number, j: number): void => {
+    for (const key of a === b ? [a] : [a, b]) {
+      const list = lists.get(key);
+      if (list) list.push(j);
+      else lists.set(key, [j]);
+    }
+  };
+  for (let j = 0; j < s.flowCount; j++) {
+    const flags = f.classFlags[f.flowClass[j]];
+    if (flags & META_IPV4) add(v4, f.addrA[j], f.addrB[j], j);
+    else if (flags & META_IPV6) add(v6, f.addrA[j], f.addrB[j], j);
+    if (flags & META_PORTS) {
+      withPorts.push(j);
+      add(ports, f.portA[j], f.portB[j], j);
+    }
+  }
+  const same = (what: string, got: () => Uint32Array, want: readonly number[]): void => {
+    try {
+      const g = got();
+      if (g.length !== want.length || g.some((v, i) => v !== want[i])) {
+        problems.add(`${where}: key table says ${what} is in flows [${g.join(', ')}], the flows say [${want.join(', ')}]`);
+      }
+    } catch (e) {
+      if (!(e instanceof IndexError)) throw e;
+      problems.add(e.defect);
+    }
+  };
+  for (let e = 0; e < f.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4([e]), v4.get(e) ?? []);
+  for (let e = 0; e < f.ipv6.length / 16; e++) same(`ipv6 entry ${e}`, () => keys.ipv6([e]), v6.get(e) ?? []);
+  for (const [p, want] of ports) same(`port ${p}`, () => keys.ports(p, p), want);
+  same('any port', () => keys.ports(0, 65535), withPorts);
+
+  // The last flow before each checkpoint is the furthest from it.
+  const fields = ['flowClass', 'addrA', 'addrB', 'portA', 'portB', 'mac', 'minHi', 'minLo', 'maxHi', 'maxLo',
+    'flowPackets', 'flowCap', 'flowWire'] as const;
+  for (let j = s.checkpointEvery - 1; j < s.flowCount + s.checkpointEvery - 1; j += s.checkpointEvery) {
+    const last = Math.min(j, s.flowCount - 1);
+    try {
+      const one = keys.columns(Uint32Array.of(last));
+      const differs: string[] = fields.filter((name) => one[name][0] !== f[name][last]);
+      if (one.offsets(0).join() !== f.offsets(last).join()) differs.push('offsets');
+      if (differs.length) problems.add(`${where} flow ${last}: decoded from its checkpoint, ${differs.join(', ')} differ`);
+    } catch (e) {
+      if (!(e instanceof IndexError)) throw e;
+      problems.add(e.defect);
+    }
+  }
 }
 
 /** First index in a[0..n) whose value is >= v (a sorted). */
@@ -871,9 +1224,10 @@ function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, 
     // Per flow: times within [first, last] and byte sums; per block: times within [min, max].
     const perTick = index.nano ? 1n : 1000n;
     index.parts.forEach((s, k) => {
+      const f = s.all();
       for (let j = 0; j < s.flowCount; j++) {
-        const lo = ticks(s.minHi[j], s.minLo[j]);
-        const hi = ticks(s.maxHi[j], s.maxLo[j]);
+        const lo = ticks(f.minHi[j], f.minLo[j]);
+        const hi = ticks(f.maxHi[j], f.maxLo[j]);
         let cap = 0, wire = 0, early = false, late = false;
         for (const o of index.flowOffsets(index.flowBase[k] + j)) {
           const r = lowerBound(recs.offset, o, recs.count);
@@ -885,8 +1239,8 @@ function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, 
         }
         const where = `segment ${k} flow ${j}`;
         if (early || late) problems.add(`${where}: a record's time is outside the flow's [first, last]`);
-        if (cap !== s.flowCap[j] || wire !== s.flowWire[j]) {
-          problems.add(`${where}: records hold ${cap}/${wire} captured/wire bytes, index says ${s.flowCap[j]}/${s.flowWire[j]}`);
+        if (cap !== f.flowCap[j] || wire !== f.flowWire[j]) {
+          problems.add(`${where}: records hold ${cap}/${wire} captured/wire bytes, index says ${f.flowCap[j]}/${f.flowWire[j]}`);
         }
       }
     });

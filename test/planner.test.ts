@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Expr, formatExpr, namesFromFiles, parseFilter } from '../extract/expression';
-import { Tri, columnPlanner, describePlan, planFlow } from '../extract/planner';
-import { FlowColumns, FlowView, readIndexFile } from '../recorder/index-file';
+import { Tri, columnPlanner, describePlan, flowsToJudge, planFlow } from '../extract/planner';
+import { FlowView, SegmentFlows, readIndexFile } from '../recorder/index-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN,
 } from '../recorder/packet-meta';
@@ -246,8 +246,8 @@ interface Imported {
   pcap: string;
   linktype: number;
   flows: FlowView[];
-  /** The same flows as the index's columns. */
-  columns: readonly FlowColumns[];
+  /** The same flows by segment: as columns, and through the key tables. */
+  segments: readonly SegmentFlows[];
   offsets: number[][];
   records: PcapRecord[];
   recordOffsets: number[];
@@ -413,7 +413,7 @@ async function importFixture(name: string, file = fixture(name).path): Promise<I
     recordOffsets.push(at);
     at += 16 + rec.caplen;
   }
-  return { name, pcap, linktype: index.linktype, flows, columns: index.flowColumns, offsets, records, recordOffsets, vars: variables(flows) };
+  return { name, pcap, linktype: index.linktype, flows, segments: index.segmentFlows, offsets, records, recordOffsets, vars: variables(flows) };
 }
 
 /** Offsets of the records tcpdump keeps: its output is a subsequence of the file, in order. */
@@ -477,9 +477,27 @@ test('oracle: planner verdicts agree with tcpdump on every flow of real captures
     const matched = keptOffsets(file, kept);
     const expr = parseFilter(filter);
     // Extraction plans on the columns: their verdict must be the FlowView's, flow for flow.
-    const onColumns = file.columns.flatMap((cols) => {
+    const onColumns = file.segments.flatMap((seg) => {
+      const cols = seg.all();
       const judge = columnPlanner(expr, cols, file.linktype);
       return Array.from({ length: cols.flowCount }, (_, j) => judge(j));
+    });
+    // The key tables may leave out only flows that are certainly false, and
+    // the flows they name, decoded from checkpoints, get the same verdicts.
+    const judged = new Set<number>();
+    for (const seg of file.segments) {
+      assert.ok(seg.keys, `${file.name}: no key tables`);
+      const pick = flowsToJudge(expr, seg, file.linktype);
+      const cols = pick ? seg.keys.columns(pick) : seg.all();
+      const judge = columnPlanner(expr, cols, file.linktype);
+      for (let r = 0; r < cols.flowCount; r++) {
+        const i = cols.base + (cols.flowIds ? cols.flowIds[r]! : r);
+        judged.add(i);
+        if (judge(r) !== onColumns[i]) failures.push(`${file.name} '${filter}': flow ${i} is ${judge(r)} from the key tables but ${onColumns[i]} on all columns`);
+      }
+    }
+    onColumns.forEach((v, i) => {
+      if (v !== 'false' && !judged.has(i)) failures.push(`${file.name} '${filter}': flow ${i} is ${v} but the key tables leave it out`);
     });
     file.flows.forEach((flow, i) => {
       const v = planFlow(expr, flow, file.linktype);

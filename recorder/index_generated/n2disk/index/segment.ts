@@ -3,7 +3,9 @@
 import * as flatbuffers from 'flatbuffers';
 
 import { ChunkTable } from '../../n2disk/index/chunk-table';
+import { FlowCheckpoint } from '../../n2disk/index/flow-checkpoint';
 import { FlowClass } from '../../n2disk/index/flow-class';
+import { KeyTable } from '../../n2disk/index/key-table';
 
 
 export class Segment {
@@ -289,8 +291,38 @@ ordered():boolean {
   return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
 }
 
+ipv4Flows(obj?:KeyTable):KeyTable|null {
+  const offset = this.bb!.__offset(this.bb_pos, 60);
+  return offset ? (obj || new KeyTable()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
+}
+
+ipv6Flows(obj?:KeyTable):KeyTable|null {
+  const offset = this.bb!.__offset(this.bb_pos, 62);
+  return offset ? (obj || new KeyTable()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
+}
+
+portFlows(obj?:KeyTable):KeyTable|null {
+  const offset = this.bb!.__offset(this.bb_pos, 64);
+  return offset ? (obj || new KeyTable()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
+}
+
+flowCheckpointEvery():number {
+  const offset = this.bb!.__offset(this.bb_pos, 66);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+flowCheckpoints(index: number, obj?:FlowCheckpoint):FlowCheckpoint|null {
+  const offset = this.bb!.__offset(this.bb_pos, 68);
+  return offset ? (obj || new FlowCheckpoint()).__init(this.bb!.__vector(this.bb_pos + offset) + index * 48, this.bb!) : null;
+}
+
+flowCheckpointsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 68);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
 static startSegment(builder:flatbuffers.Builder) {
-  builder.startObject(28);
+  builder.startObject(33);
 }
 
 static addVersion(builder:flatbuffers.Builder, version:number) {
@@ -561,6 +593,30 @@ static addChunks(builder:flatbuffers.Builder, chunksOffset:flatbuffers.Offset) {
 
 static addOrdered(builder:flatbuffers.Builder, ordered:boolean) {
   builder.addFieldInt8(27, +ordered, +false);
+}
+
+static addIpv4Flows(builder:flatbuffers.Builder, ipv4FlowsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(28, ipv4FlowsOffset, 0);
+}
+
+static addIpv6Flows(builder:flatbuffers.Builder, ipv6FlowsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(29, ipv6FlowsOffset, 0);
+}
+
+static addPortFlows(builder:flatbuffers.Builder, portFlowsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(30, portFlowsOffset, 0);
+}
+
+static addFlowCheckpointEvery(builder:flatbuffers.Builder, flowCheckpointEvery:number) {
+  builder.addFieldInt32(31, flowCheckpointEvery, 0);
+}
+
+static addFlowCheckpoints(builder:flatbuffers.Builder, flowCheckpointsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(32, flowCheckpointsOffset, 0);
+}
+
+static startFlowCheckpointsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(48, numElems, 8);
 }
 
 static endSegment(builder:flatbuffers.Builder):flatbuffers.Offset {
