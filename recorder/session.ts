@@ -162,6 +162,8 @@ export class Session {
         return write();
       } catch (err) {
         const full = ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '');
+        // Said as the writer says it: the operator learns the disk filled up either way.
+        if (full && attempt === 0) this.hooks.notice(`file system full writing an index (${(err as Error).message}): deleting the oldest files`);
         if (full && attempt < 3 && this.limit?.budget.deleteOldest()) continue;
         this.hooks.error(`${what}: ${(err as Error).message}`, false);
         return undefined;

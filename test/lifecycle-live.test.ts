@@ -193,6 +193,7 @@ describe('dump set lifecycle under live capture (root)', { skip }, () => {
     const foreign = path.join(mnt, 'foreign.bin');
     execFileSync('fallocate', ['-l', String(free - 4 * 2 ** 20), foreign]);
     await sleep(6000);
+    // The writer, or the index written beside it, meets the full disk first.
     assert.match(rec.stderr(), /file system full writing .*: deleting the oldest files/);
     assert.equal(rec.child.exitCode, null, 'still running');
     // A restart while the disk is still full of someone else's data.
