@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IndexBuilder } from '../recorder/index-builder';
 import { writeIndexFile } from '../recorder/index-file';
+import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit, encodeMeta,
 } from '../recorder/packet-meta';
@@ -66,12 +67,9 @@ interface Capture {
 function readCapture(buf: Buffer): Capture | undefined {
   const magic = buf.length >= 24 ? buf.readUInt32LE(0) : 0;
   if (magic === 0x0a0d0d0a) return readPcapng(buf);
-  const formats: Record<number, [boolean, boolean]> = {
-    0xa1b2c3d4: [true, false], 0xa1b23c4d: [true, true], 0xd4c3b2a1: [false, false], 0x4d3cb2a1: [false, true],
-  };
-  const format = formats[magic];
+  const format = pcapFormatOf(magic);
   if (!format) return undefined;
-  const [le, nano] = format;
+  const { littleEndian: le, nano } = format;
   const u32 = (at: number): number => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
   const linktype = u32(20) & 0xffff;
   const cap: Capture = { linktype, nano, packets: [] };
@@ -250,13 +248,7 @@ function corpus(dir: string, out: string | undefined): void {
 }
 
 function writePcap(file: string, cap: Capture, records: PacketMetaInit[]): void {
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(cap.nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-  head.writeUInt16LE(2, 4);
-  head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(262144, 16);
-  head.writeUInt32LE(cap.linktype, 20);
-  const parts = [head];
+  const parts = [pcapHeader({ nano: cap.nano, snaplen: MAX_CAPLEN, linktype: cap.linktype })];
   cap.packets.forEach((p, i) => {
     const h = Buffer.alloc(16);
     const perSec = cap.nano ? 1_000_000_000n : 1_000_000n;

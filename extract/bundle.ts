@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { PCAP_HEADER_BYTES, pcapFormatOf } from '../recorder/pcap-file';
 import { Extraction, Written } from './engine';
 import { ExtractRequest } from './request';
 import { formatNs } from './time';
@@ -150,10 +151,11 @@ class PacketCounter {
         return;
       }
       const magic = buf.readUInt32LE(0);
-      if (magic === 0xa1b2c3d4 || magic === 0xa1b23c4d || magic === 0xd4c3b2a1 || magic === 0x4d3cb2a1) {
+      const pcap = pcapFormatOf(magic);
+      if (pcap) {
         this.format = 'pcap';
-        this.le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
-        pos = 24;
+        this.le = pcap.littleEndian;
+        pos = PCAP_HEADER_BYTES;
       } else if (magic === 0x0a0d0d0a) {
         this.format = 'pcapng';
         this.le = buf.readUInt32LE(8) === 0x1a2b3c4d;

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { MAX_CAPLEN, pcapHeader } from '../recorder/pcap-file';
 import { Batch, Packet, packetsOf } from './read';
 
 const FLUSH_BYTES = 1 << 20;
@@ -40,16 +41,6 @@ function outputRecord(p: Packet, opts: OutputOptions): Buffer {
     rec.writeUInt32LE(Number(opts.nano ? frac : frac / 1000n), 4);
   }
   return rec;
-}
-
-function pcapHeader(linktype: number, opts: OutputOptions): Buffer {
-  const h = Buffer.alloc(24);
-  h.writeUInt32LE(opts.nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-  h.writeUInt16LE(2, 4);
-  h.writeUInt16LE(4, 6);
-  h.writeUInt32LE(opts.snaplen || 262144, 16);
-  h.writeUInt32LE(linktype, 20);
-  return h;
 }
 
 const pad4 = (n: number): number => (n + 3) & ~3;
@@ -169,7 +160,7 @@ export class Output {
     this.partBytes = 0;
     this.partPackets = 0;
     this.ifaces.clear();
-    this.queue(this.opts.format === 'pcap' ? pcapHeader(this.origins[origin]!.linktype, this.opts) : sectionHeader());
+    this.queue(this.opts.format === 'pcap' ? pcapHeader({ nano: this.opts.nano, snaplen: this.opts.snaplen || MAX_CAPLEN, linktype: this.origins[origin]!.linktype }) : sectionHeader());
   }
 
   /** Writes a batch's packets: as they are, in one piece, when nothing about them changes. */

@@ -11,15 +11,6 @@
 #include "parse.h"
 
 namespace n2d {
-namespace {
-
-inline uint32_t rd32(const uint8_t* p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
-}  // namespace
 
 Napi::Function Filter::Define(Napi::Env env) {
   return DefineClass(env, "Filter", {InstanceMethod("collect", &Filter::Collect)});

@@ -4,6 +4,8 @@
 // the index never decides a filter that libpcap would decide differently.
 #pragma once
 #include <cstdint>
+#include <cstring>
+
 #include "meta.h"
 
 namespace n2d {
@@ -31,6 +33,14 @@ inline int dlt_of_linktype(int linktype) { return linktype == LT_RAW ? 12 : link
 // IPv6 extension headers. Every indexer parses this much and no more, so an
 // index rebuilt from a file equals the one recorded with it.
 constexpr uint32_t kParseBytes = 256;
+
+// A 32-bit field of a pcap record header. Our pcaps are written in host
+// order, which is little-endian on every machine we run on.
+inline uint32_t rd32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
 
 // Leaves ts_ns, offset, caplen and wirelen to the caller.
 void parse_packet(int linktype, const uint8_t* p, uint32_t caplen, PacketMeta& m);

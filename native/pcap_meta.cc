@@ -9,12 +9,6 @@
 namespace n2d {
 namespace {
 
-inline uint32_t le32(const uint8_t* p) {
-  uint32_t v;
-  memcpy(&v, p, 4);  // our pcaps are in host order, which is little-endian here
-  return v;
-}
-
 // Why a walk stopped: more bytes are needed, the zero padding that ends the
 // data of a file cut short, or a record no pcap reader would accept.
 enum Stop { kMore = 0, kZero = 1, kBad = 2 };
@@ -40,8 +34,8 @@ Napi::Value RecordsMeta(const Napi::CallbackInfo& info) {
   Stop stop = kMore;
   while (pos + 16 <= len) {
     const uint8_t* h = data + pos;
-    const uint32_t caplen = le32(h + 8), wirelen = le32(h + 12);
-    if (caplen == 0 && wirelen == 0 && le32(h) == 0 && le32(h + 4) == 0) {
+    const uint32_t caplen = rd32(h + 8), wirelen = rd32(h + 12);
+    if (caplen == 0 && wirelen == 0 && rd32(h) == 0 && rd32(h + 4) == 0) {
       stop = kZero;
       break;
     }
@@ -59,7 +53,7 @@ Napi::Value RecordsMeta(const Napi::CallbackInfo& info) {
     }
     PacketMeta& m = meta[count++];
     parse_packet(linktype, h + 16, caplen < kParseBytes ? caplen : kParseBytes, m);
-    m.ts_ns = uint64_t(le32(h)) * 1000000000ull + uint64_t(le32(h + 4)) * unit;
+    m.ts_ns = uint64_t(rd32(h)) * 1000000000ull + uint64_t(rd32(h + 4)) * unit;
     m.offset = file_offset + pos;
     m.caplen = caplen;
     m.wirelen = wirelen;

@@ -30,8 +30,8 @@ export function diskBytes(p: string): number {
   }
 }
 
-/** Bytes on disk of everything under `dir`, the directory itself included. */
-export function treeBytes(dir: string): number {
+/** Bytes on disk of everything under `dir`, the directory itself included; `sizes` gets each file's. */
+export function treeBytes(dir: string, sizes?: Map<string, number>): number {
   let total = diskBytes(dir);
   let entries: fs.Dirent[];
   try {
@@ -41,7 +41,13 @@ export function treeBytes(dir: string): number {
   }
   for (const e of entries) {
     const p = path.join(dir, e.name);
-    total += e.isDirectory() ? treeBytes(p) : diskBytes(p);
+    if (e.isDirectory()) {
+      total += treeBytes(p, sizes);
+    } else {
+      const bytes = diskBytes(p);
+      sizes?.set(p, bytes);
+      total += bytes;
+    }
   }
   return total;
 }
@@ -79,10 +85,11 @@ export class DiskBudget {
 
   /** Counts what is on disk already (a restart, files deleted by hand, an earlier run). */
   init(): void {
-    this.used = treeBytes(this.dumpSet.storage);
+    const sizes = new Map<string, number>();
+    this.used = treeBytes(this.dumpSet.storage, sizes);
     if (!this.dumpSet.timeline.startsWith(this.dumpSet.storage + path.sep)) this.used += treeBytes(this.dumpSet.timeline);
     for (const pcap of listStorageFiles(this.dumpSet.storage)) {
-      this.files.push({ pcap, bytes: diskBytes(pcap) + diskBytes(pcap + INDEX_SUFFIX) });
+      this.files.push({ pcap, bytes: (sizes.get(pcap) ?? 0) + (sizes.get(pcap + INDEX_SUFFIX) ?? 0) });
     }
   }
 

@@ -179,11 +179,17 @@ export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
   return decodeIndex(fs.readFileSync(path), path, opts.partial ?? false);
 }
 
+/** First and last packet time of a file, in ns. */
+export type TimeSpan = { minNs: bigint; maxNs: bigint };
+
+/** The first and last packet times an index records; undefined when it has no packet. */
+export const spanOf = (ix: IndexView): TimeSpan | undefined =>
+  ix.firstNs === undefined || ix.lastNs === undefined ? undefined : { minNs: ix.firstNs, maxNs: ix.lastNs };
+
 /** The first and last packet times an index records; undefined when it has no packet or cannot be read. */
-export function readIndexSpan(path: string): { minNs: bigint; maxNs: bigint } | undefined {
+export function readIndexSpan(path: string): TimeSpan | undefined {
   try {
-    const ix = readIndexFile(path);
-    return ix.firstNs === undefined || ix.lastNs === undefined ? undefined : { minNs: ix.firstNs, maxNs: ix.lastNs };
+    return spanOf(readIndexFile(path));
   } catch {
     return undefined;
   }

@@ -34,6 +34,20 @@ const MAGICS: Record<number, { littleEndian: boolean; nano: boolean }> = {
 };
 const PCAPNG_MAGIC = 0x0a0d0d0a;
 
+/** Byte order and precision of a classic pcap from its first four bytes (read little-endian); undefined for anything else. */
+export const pcapFormatOf = (magic: number): { littleEndian: boolean; nano: boolean } | undefined => MAGICS[magic];
+
+/** The 24-byte header n2disk-ts writes: little-endian, version 2.4. */
+export function pcapHeader(h: { nano: boolean; snaplen: number; linktype: number }): Buffer {
+  const b = Buffer.alloc(PCAP_HEADER_BYTES);
+  b.writeUInt32LE(h.nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
+  b.writeUInt16LE(2, 4);
+  b.writeUInt16LE(4, 6);
+  b.writeUInt32LE(h.snaplen, 16);
+  b.writeUInt32LE(h.linktype, 20);
+  return b;
+}
+
 /** Reads the header of an open file. Both byte orders are recognised; callers decide what they accept. */
 export function readPcapHeader(fd: number, file: string): PcapHeader {
   const h = Buffer.alloc(PCAP_HEADER_BYTES);
@@ -42,7 +56,7 @@ export function readPcapHeader(fd: number, file: string): PcapHeader {
     throw new PcapFormatError(file, 'is pcapng, not pcap (convert it with: editcap -F pcap IN OUT)');
   }
   if (n < PCAP_HEADER_BYTES) throw new PcapFormatError(file, `shorter than a pcap header (${n} bytes)`);
-  const format = MAGICS[h.readUInt32LE(0)];
+  const format = pcapFormatOf(h.readUInt32LE(0));
   if (!format) throw new PcapFormatError(file, 'not a pcap file (unknown magic number)');
   const u32 = (at: number): number => (format.littleEndian ? h.readUInt32LE(at) : h.readUInt32BE(at));
   return { ...format, snaplen: u32(16), linktype: u32(20) & 0x03ffffff };

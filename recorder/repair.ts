@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DumpSet, INDEX_SUFFIX, listStorageFiles } from './dumpset';
-import { checkIndex, IndexError, readIndexFile, readIndexSpan, writeIndexFile } from './index-file';
+import { checkIndex, IndexError, readIndexFile, readIndexSpan, spanOf, TimeSpan as Span, writeIndexFile } from './index-file';
 import { PcapFormatError } from './pcap-file';
 import { indexPcapFile } from './pcap-index';
 
@@ -45,14 +45,16 @@ export function repairDumpSet(dumpSet: DumpSet, opts: RepairOptions, report: Rep
   removeStrays(dumpSet, fixed);
 
   const files = listStorageFiles(dumpSet.storage);
+  // Each index is read once: its verdict and its time span come together.
+  const spans = new Map<string, Span | undefined>();
   for (const pcap of files) {
-    const problem = indexProblem(pcap, opts);
-    if (problem !== undefined) reindex(pcap, problem, fixed, left);
+    const { problem, span } = checkFileIndex(pcap, opts);
+    spans.set(pcap, problem === undefined ? span : reindex(pcap, problem, fixed, left));
   }
 
   const toLink = opts.scope === 'full' ? files : files.slice(-1);
   for (const pcap of toLink) {
-    const span = readIndexSpan(pcap + INDEX_SUFFIX);
+    const span = spans.get(pcap) ?? readIndexSpan(pcap + INDEX_SUFFIX);
     if (!span) continue;
     const made = dumpSet.link(pcap, span.minNs, span.maxNs);
     const links = made.filter((p) => /\.(pcap|idx)$/.test(p)).length;
@@ -88,30 +90,37 @@ function recoverPart(dumpSet: DumpSet, part: string, fixed: Report, left: Report
   fixed(`recovered ${part} as ${published} (${ix.packets} packets${cut})`);
 }
 
-/** Why a published file's index cannot be trusted, or undefined when it can. */
-function indexProblem(pcap: string, opts: RepairOptions): string | undefined {
+/**
+ * Why a published file's index cannot be trusted (problem undefined when it
+ * can), and the time span it records when that was read on the way.
+ */
+function checkFileIndex(pcap: string, opts: RepairOptions): { problem?: string; span?: Span } {
   const idx = pcap + INDEX_SUFFIX;
-  if (!fs.existsSync(idx)) return 'missing';
+  if (!fs.existsSync(idx)) return { problem: 'missing' };
   // After a crash an index is whole or absent (it is published by rename).
-  if (opts.scope === 'start') return undefined;
-  if (opts.deep) return checkIndex(idx, pcap)[0];
+  if (opts.scope === 'start') return {};
+  if (opts.deep) return { problem: checkIndex(idx, pcap)[0] };
   try {
-    const { end } = readIndexFile(idx).covered;
+    const view = readIndexFile(idx);
     const size = fs.statSync(pcap).size;
-    return end === size ? undefined : `covers ${end} bytes of ${size}`;
+    if (view.covered.end !== size) return { problem: `covers ${view.covered.end} bytes of ${size}` };
+    return { span: spanOf(view) };
   } catch (e) {
-    if (e instanceof IndexError) return e.message;
+    if (e instanceof IndexError) return { problem: e.message };
     throw e;
   }
 }
 
-/** Rebuilds a published file's index, cutting the pcap if it ends in a partial record. */
-function reindex(pcap: string, problem: string, fixed: Report, left: Report): void {
+/** Rebuilds a published file's index, cutting the pcap if it ends in a partial record; returns its span. */
+function reindex(pcap: string, problem: string, fixed: Report, left: Report): Span | undefined {
   let ix;
   try {
     ix = indexPcapFile(pcap);
   } catch (e) {
-    if (e instanceof PcapFormatError) return left(e.message);
+    if (e instanceof PcapFormatError) {
+      left(e.message);
+      return undefined;
+    }
     throw e;
   }
   if (ix.tail === 'invalid record') {
@@ -123,6 +132,7 @@ function reindex(pcap: string, problem: string, fixed: Report, left: Report): vo
   }
   writeIndexFile(pcap + INDEX_SUFFIX, ix.index);
   fixed(`rebuilt index of ${pcap} (${problem})`);
+  return ix.packets ? { minNs: ix.minNs, maxNs: ix.maxNs } : undefined;
 }
 
 

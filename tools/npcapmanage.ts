@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
 import { DumpSet, filesInRange, INDEX_SUFFIX, openTimeline, TimelineInfo } from '../recorder/dumpset';
-import { readIndexFile } from '../recorder/index-file';
+import { readIndexFile, spanOf, TimeSpan } from '../recorder/index-file';
 import { ExtractExit, rangeOf } from '../extract/exits';
 import { formatNs, formatsHelp } from '../extract/time';
 
@@ -20,8 +20,8 @@ interface Flags {
 
 interface Listed {
   pcap: string;
-  firstNs?: bigint;
-  lastNs?: bigint;
+  /** From the index; unknown without one. */
+  span?: TimeSpan;
   packets?: number;
   bytes: number;
 }
@@ -63,9 +63,10 @@ Exit codes: 0 done, 1 a file could not be deleted, 2 bad arguments,
     const size = fs.statSync(file.pcap).size;
     try {
       const ix = readIndexFile(file.index);
+      const span = spanOf(ix);
       // The timeline's slots are 10 minutes wide; the index says whether the file really has packets in the range.
-      if (ix.lastNs === undefined || ix.firstNs === undefined || ix.lastNs < range.beginNs || ix.firstNs >= range.endNs) continue;
-      listed.push({ pcap: file.pcap, firstNs: ix.firstNs, lastNs: ix.lastNs, packets: ix.packets, bytes: size });
+      if (!span || span.maxNs < range.beginNs || span.minNs >= range.endNs) continue;
+      listed.push({ pcap: file.pcap, span, packets: ix.packets, bytes: size });
     } catch {
       listed.push({ pcap: file.pcap, bytes: size }); // without an index, the slot is all we know
     }
@@ -74,11 +75,11 @@ Exit codes: 0 done, 1 a file could not be deleted, 2 bad arguments,
   const dumpSet = new DumpSet(info.storage, info.timeline, 100, info.localTime);
   let failed = 0;
   for (const f of listed) {
-    const span = f.firstNs !== undefined ? `${formatNs(f.firstNs)} ${formatNs(f.lastNs!)}` : '(no index) (no index)';
-    const outside = f.firstNs !== undefined && (f.firstNs < range.beginNs || f.lastNs! >= range.endNs) ? ' partly outside the range' : '';
+    const span = f.span ? `${formatNs(f.span.minNs)} ${formatNs(f.span.maxNs)}` : '(no index) (no index)';
+    const outside = f.span && (f.span.minNs < range.beginNs || f.span.maxNs >= range.endNs) ? ' partly outside the range' : '';
     if (flags.delete) {
       try {
-        dumpSet.remove(f.pcap, f.firstNs !== undefined ? { minNs: f.firstNs, maxNs: f.lastNs! } : undefined);
+        dumpSet.remove(f.pcap, f.span);
       } catch (err) {
         warn(`cannot delete ${f.pcap}: ${(err as Error).message}`);
         failed++;

@@ -5,6 +5,7 @@
 // file order equals npcapextract's timestamp order and outputs compare byte
 // for byte.
 import fs from 'node:fs';
+import { MAX_CAPLEN, pcapHeader } from '../../recorder/pcap-file';
 import { prng } from '../synthetic-flows';
 
 export interface GenOptions {
@@ -101,13 +102,8 @@ export function generatePcap(file: string, o: GenOptions): GenResult {
     off = 0;
   };
 
-  // pcap global header: microseconds, snaplen 262144, Ethernet.
-  buf.writeUInt32LE(0xa1b2c3d4, 0);
-  buf.writeUInt16LE(2, 4);
-  buf.writeUInt16LE(4, 6);
-  buf.writeUInt32LE(262144, 16);
-  buf.writeUInt32LE(1, 20);
-  off = 24;
+  // Microseconds, Ethernet.
+  off = pcapHeader({ nano: false, snaplen: MAX_CAPLEN, linktype: 1 }).copy(buf, 0);
 
   const startUs = o.startSec * 1e6;
   let bytes = 24, packets = 0, dnsPackets = 0, rarePackets = 0, ipId = 0, lastUs = startUs;

@@ -2,6 +2,7 @@
 // time range: the bench's own referee, independent of the code under test.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { pcapFormatOf } from '../../recorder/pcap-file';
 
 export interface ScanResult {
   packets: number;
@@ -45,8 +46,9 @@ export function scanPcaps(files: string[], beginUs = -Infinity, endUs = Infinity
       };
       if (!need(24)) continue;
       const magic = buf.readUInt32LE(0);
-      if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new Error(`${file}: not a little-endian pcap`);
-      const nano = magic === 0xa1b23c4d;
+      const format = pcapFormatOf(magic);
+      if (!format?.littleEndian) throw new Error(`${file}: not a little-endian pcap`);
+      const nano = format.nano;
       res.nano = nano;
       res.linktype = buf.readUInt32LE(20);
       pos = 24;

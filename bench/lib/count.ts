@@ -3,6 +3,7 @@
 // claims N packets but wrote something else is a bug the bench should show.
 import fs from 'node:fs';
 import path from 'node:path';
+import { pcapFormatOf } from '../../recorder/pcap-file';
 
 export interface StoredCount {
   packets: number;
@@ -49,9 +50,10 @@ function countPcap(file: string, frameSize: number, c: StoredCount): void {
     let base = 0; // file offset of buf[0]
     let have = fs.readSync(fd, buf, 0, READ, 0);
     const magic = buf.readUInt32LE(0);
-    const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
-    if (!le && magic !== 0xd4c3b2a1 && magic !== 0x4d3cb2a1) throw new Error(`${file}: not a pcap file`);
-    const sub = magic === 0xa1b23c4d || magic === 0x4d3cb2a1 ? 1 : 1000; // to nanoseconds
+    const format = pcapFormatOf(magic);
+    if (!format) throw new Error(`${file}: not a pcap file`);
+    const le = format.littleEndian;
+    const sub = format.nano ? 1 : 1000; // to nanoseconds
     let last = 0;
     while (pos < size) {
       if (pos + 16 > base + have) {

@@ -2,19 +2,14 @@
 // capture with exact timestamps and sizes (frames are zero bytes).
 import fs from 'node:fs';
 import { PacketMetaInit } from '../../recorder/packet-meta';
+import { MAX_CAPLEN, pcapHeader } from '../../recorder/pcap-file';
 
 export type Packet = Omit<PacketMetaInit, 'offset'>;
 
 /** Lays packets out as pcap records and writes the file; returns the records with offsets. */
 export function writePcap(file: string, packets: readonly Packet[], nano: boolean): { records: PacketMetaInit[]; bytes: number } {
   const parts: Buffer[] = [];
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(nano ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-  head.writeUInt16LE(2, 4);
-  head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(262144, 16);
-  head.writeUInt32LE(1, 20);
-  parts.push(head);
+  parts.push(pcapHeader({ nano, snaplen: MAX_CAPLEN, linktype: 1 }));
   let offset = 24;
   const records = packets.map((p) => {
     const rec = Buffer.alloc(16 + p.caplen);
