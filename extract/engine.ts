@@ -2,11 +2,12 @@
 // files to read, the plan for each, and the packets libpcap keeps, merged by
 // time. The command line (direct reads) and the extraction service (reads on
 // a caller's behalf) both run this one engine.
-import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit } from '../recorder/cli';
-import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
+import { ByteReader } from '../recorder/byte-reader';
+import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
+import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
 import { IndexError, IndexView, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
@@ -77,26 +78,46 @@ function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undef
 }
 
 /** What reading a file needs: from its index, or else from the pcap header. */
-function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
+function fileInfo(file: DumpFile, index: IndexView | undefined, stats: DecompressStats): FileInfo {
   if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
-  const fd = openDumpFile(file);
+  let source: ByteReader | undefined;
   try {
-    const h = readPcapHeader(fd, file.pcap);
+    source = openDumpBytes(file, undefined, stats);
+    const h = readPcapHeader(source, file.pcap);
     if (!h.littleEndian) throw new PcapFormatError(file.pcap, 'byte-swapped pcap, not written by n2disk-ts');
-    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: fs.fstatSync(fd).size };
+    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: source.size };
   } catch (e) {
-    throw e instanceof PcapFormatError ? new CliError(e.message, Exit.failure) : e;
+    throw e instanceof PcapFormatError || e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
   } finally {
-    fs.closeSync(fd);
+    source?.close();
   }
 }
 
-function* closeAfter(gen: Generator<Batch>, fd: number): Generator<Batch> {
+/** Reads through a file's batches, closing it when done; a compressed frame that fails its checks is one line and exit 1. */
+function* closeAfter(gen: Generator<Batch>, source: ByteReader): Generator<Batch> {
   try {
     yield* gen;
+  } catch (e) {
+    throw e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
   } finally {
-    fs.closeSync(fd);
+    source.close();
   }
+}
+
+/** How many frames starting at `starts` (then the end) the byte ranges meet. */
+function framesTouched(starts: readonly number[], ranges: readonly ByteRange[]): number {
+  let n = 0;
+  for (let k = 0, r = 0; k + 1 < starts.length && r < ranges.length;) {
+    const range = ranges[r]!;
+    // A range meets a frame when it starts before the frame ends and its last record starts at or after the frame's start.
+    if (range.stop <= starts[k]!) r++;
+    else if (range.start >= starts[k + 1]!) k++;
+    else {
+      n++;
+      k++;
+    }
+  }
+  return n;
 }
 
 /** A planned query: the files in range, what to read of each, and the filter compiled per link type. */
@@ -108,6 +129,7 @@ export class Extraction {
   private readonly described: PlanDescription;
   private readonly files: OpenedFile[] = [];
   private readonly stats: ReadStats = { bytesRead: 0, reads: 0 };
+  private readonly decompressed: DecompressStats = { frames: 0, packedBytes: 0 };
 
   constructor(
     readonly query: Query,
@@ -125,7 +147,7 @@ export class Extraction {
       }
       for (const file of files) {
         const index = openIndex(file, warn);
-        this.files.push({ file, timeline: t, index, info: fileInfo(file, index), plan: undefined });
+        this.files.push({ file, timeline: t, index, info: fileInfo(file, index, this.decompressed), plan: undefined });
       }
     });
     // The index narrows where to read; a flow is passed over only when the
@@ -169,11 +191,16 @@ export class Extraction {
     return f;
   }
 
-  private open(file: DumpFile): number {
+  private open(file: DumpFile, index: IndexView | undefined): ByteReader {
     // Opened only when needed: the files not needed are never opened.
-    const fd = openDumpFile(file);
-    this.filesOpened.push(file.pcap);
-    return fd;
+    let source: ByteReader;
+    try {
+      source = openDumpBytes(file, index?.chunks, this.decompressed);
+    } catch (e) {
+      throw e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
+    }
+    this.filesOpened.push(source.path);
+    return source;
   }
 
   /** The files that will be read: those the index does not rule out. */
@@ -200,12 +227,30 @@ export class Extraction {
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
       `flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
         `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
+      ...this.explainCompressed(),
     ];
+  }
+
+  /** Compressed files in range, and the frames the plans touch (a scan decodes every frame). */
+  private explainCompressed(): string[] {
+    const compressed = this.files.filter((f) => f.file.compressed);
+    if (!compressed.length) return [];
+    let frames = 0, touched = 0;
+    for (const { index, plan } of compressed) {
+      const chunks = index?.chunks;
+      if (!chunks) continue;
+      frames += chunks.plain.length - 1;
+      if (plan) touched += framesTouched(chunks.plain, plan.ranges);
+    }
+    const unknown = compressed.filter((f) => !f.index?.chunks).length;
+    return [`compressed files ${compressed.length}: frames to decompress ${touched} of ${frames}` + (unknown ? `, and every frame of ${unknown} files without a chunk table` : '')];
   }
 
   /** After writing: bytes and reads done. */
   readSummary(written: Written): string {
-    return `read ${this.stats.bytesRead} bytes in ${this.stats.reads} reads; wrote ${written.packets} packets`;
+    const { frames, packedBytes } = this.decompressed;
+    const unpacked = frames ? ` (decompressed ${frames} frames from ${packedBytes} compressed bytes)` : '';
+    return `read ${this.stats.bytesRead} bytes in ${this.stats.reads} reads${unpacked}; wrote ${written.packets} packets`;
   }
 
   private toReadBytes(): number {
@@ -222,10 +267,10 @@ export class Extraction {
       }
       const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
       if (!toRead.size) continue;
-      const fd = this.open(file);
+      const source = this.open(file, index);
       const { beginNs, endNs } = this.query;
-      const reading = { fd, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
-      for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), fd)) {
+      const reading = { source, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
+      for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), source)) {
         for (const p of packetsOf(b)) table.countPacket(p, toRead);
       }
     }
@@ -271,9 +316,9 @@ export class Extraction {
       const filter = this.filterFor(info.linktype, info.snaplen);
       const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: info.end }];
       const read = (): Iterator<Batch> => {
-        const fd = this.open(file);
-        const gen = readRanges({ fd, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
-        return closeAfter(gen, fd);
+        const source = this.open(file, index);
+        const gen = readRanges({ source, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
+        return closeAfter(gen, source);
       };
       if (index?.ordered) {
         sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, batches: read });

@@ -8,8 +8,9 @@
 // segment per commit, so a crash can tear only its last segment.
 import fs from 'node:fs';
 import zlib from 'node:zlib';
-import { ByteBuffer } from 'flatbuffers';
-import { FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
+import { Builder, ByteBuffer } from 'flatbuffers';
+import { ByteReader, openPlain } from './byte-reader';
+import { ChunkTable as ChunkTableFb, ChunkTableT, FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
 import { META_IPV4, META_IPV6, META_MAC, META_PORTS, META_VLAN } from './packet-meta';
 import { PCAP_HEADER_BYTES, PcapFormatError, PcapHeader, RECORD_HEADER_BYTES, readPcapHeader } from './pcap-file';
 
@@ -99,6 +100,72 @@ export function writeIndexFile(path: string, segment: Uint8Array): void {
   fs.renameSync(tmp, path);
 }
 
+/**
+ * Where the frames of a compressed file (recorder/compressed-file.ts) are:
+ * frame k holds the pcap's bytes [plain[k], plain[k + 1]) and is stored at
+ * [packed[k], packed[k + 1]) of the compressed file. The last entry holds
+ * both files' lengths.
+ */
+export interface ChunkTable {
+  plain: number[];
+  packed: number[];
+}
+
+/**
+ * Rewrites a published (one-segment) index with `chunks` as its chunk
+ * table, atomically; everything else it says is unchanged, so it describes
+ * the plain file as well as the compressed one.
+ */
+export function writeIndexWithChunks(path: string, chunks: ChunkTable): void {
+  const segments = splitSegments(fs.readFileSync(path), path, false);
+  if (segments.length !== 1) throw new IndexError(path, `${segments.length} segments; only a published index takes a chunk table`);
+  const fail = (defect: string): never => {
+    throw new IndexError(path, `chunk table: ${defect}`);
+  };
+  const seg = decodeSegment(segments[0]!, path, 0, 0);
+  if (chunks.plain[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== seg.end) fail(`does not cover the indexed ${seg.end} bytes`);
+  const t = seg.seg.unpack();
+  t.chunks = new ChunkTableT(encodeChunks(chunks, fail));
+  const b = new Builder(segments[0]!.length + 64);
+  b.finish(t.pack(b));
+  writeIndexFile(path, b.asUint8Array());
+}
+
+function encodeChunks(chunks: ChunkTable, fail: Fail): number[] {
+  const out: number[] = [];
+  const uv = (v: number): void => {
+    for (; v >= 0x80; v = Math.floor(v / 0x80)) out.push((v % 0x80) | 0x80);
+    out.push(v);
+  };
+  if (chunks.plain.length !== chunks.packed.length || chunks.plain.length < 2) fail('needs a start and an end for every frame');
+  chunks.plain.forEach((p, k) => {
+    const dp = p - (k ? chunks.plain[k - 1]! : 0);
+    const dc = chunks.packed[k]! - (k ? chunks.packed[k - 1]! : 0);
+    if (dp < 0 || dc < 0 || (k > 0 && (dp === 0 || dc === 0))) fail(`entry ${k} does not increase`);
+    uv(dp);
+    uv(dc);
+  });
+  return out;
+}
+
+function decodeChunks(table: ChunkTableFb | null, end: number, fail: Fail): ChunkTable | undefined {
+  const bytes = table?.entriesArray();
+  if (!bytes) return undefined;
+  const r = new VarintReader(bytes, 'chunk table', fail);
+  const chunks: ChunkTable = { plain: [], packed: [] };
+  for (let p = 0, c = 0; r.pos < bytes.length;) {
+    const dp = r.uv();
+    const dc = r.uv();
+    if (chunks.plain.length && (dp === 0 || dc === 0)) fail('chunk table: entries do not increase');
+    chunks.plain.push((p += dp));
+    chunks.packed.push((c += dc));
+  }
+  if (chunks.plain.length < 2 || chunks.plain[0] !== 0 || chunks.packed[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== end) {
+    fail('chunk table: does not cover the segment from its start to its end');
+  }
+  return chunks;
+}
+
 // ---------------------------------------------------------------- reading
 
 export interface TimeBlock {
@@ -168,6 +235,8 @@ export interface IndexView {
   readonly segmentFlows: readonly SegmentFlows[];
   /** Absolute file offsets of the flow's records, increasing. */
   flowOffsets(index: number): number[];
+  /** Where the frames of the compressed file are; undefined unless the file was compressed. */
+  readonly chunks: ChunkTable | undefined;
 }
 
 export interface ReadOptions {
@@ -748,6 +817,7 @@ class SegmentData implements SegmentFlows {
   readonly blocks: TimeBlock[] = [];
   readonly checkpointEvery: number;
   readonly keys: KeyLookup | undefined;
+  readonly chunks: ChunkTable | undefined;
   private decoded: Columns | undefined;
 
   constructor(readonly seg: Segment, readonly base: number, readonly fail: Fail) {
@@ -796,6 +866,7 @@ class SegmentData implements SegmentFlows {
     }
     // An index written before key tables has no checkpoints either (0 = absent).
     this.keys = this.checkpointEvery > 0 ? new SegmentKeys(this) : undefined;
+    this.chunks = decodeChunks(seg.chunks(), this.end, fail);
     this.decodeBlocks();
   }
 
@@ -894,6 +965,7 @@ class DecodedIndex implements IndexView {
   /** Index of each segment's first flow, plus the total. */
   readonly flowBase: number[];
   readonly segmentFlows: readonly SegmentFlows[];
+  readonly chunks: ChunkTable | undefined;
 
   constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean) {
     const first: SegmentData | undefined = parts[0];
@@ -928,6 +1000,8 @@ class DecodedIndex implements IndexView {
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
     this.flowCount = this.flowBase[parts.length];
     this.segmentFlows = parts;
+    // Only a published file is compressed, and its index is one segment.
+    this.chunks = parts.length === 1 ? parts[0]!.chunks : undefined;
   }
 
   flow(index: number): FlowView {
@@ -1035,7 +1109,7 @@ interface PcapRecords {
  * and lengths. Returns one line per problem; empty when valid. I/O errors on
  * the index (or on a pcap named explicitly) are thrown.
  */
-export function checkIndex(path: string, pcapPath?: string): string[] {
+export function checkIndex(path: string, pcapPath?: string, open: (pcap: string) => ByteReader = openPlain): string[] {
   const problems = new Problems(path);
   const partial = isPartialIndexPath(path);
   let index: DecodedIndex;
@@ -1050,7 +1124,7 @@ export function checkIndex(path: string, pcapPath?: string): string[] {
   }
   const pcap = pcapPath ?? path.replace(/\.idx$/, '');
   if (pcapPath !== undefined || (pcap !== path && fs.existsSync(pcap))) {
-    checkAgainstPcap(index, all, pcap, partial, problems);
+    checkAgainstPcap(index, all, pcap, open, partial, problems);
   }
   return problems.result();
 }
@@ -1190,10 +1264,10 @@ function lowerBound(a: Float64Array, v: number, n = a.length): number {
   return lo;
 }
 
-function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, partial: boolean, problems: Problems): void {
-  const fd = fs.openSync(pcap, 'r');
+function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, open: (pcap: string) => ByteReader, partial: boolean, problems: Problems): void {
+  const fd = open(pcap);
   try {
-    const size = fs.fstatSync(fd).size;
+    const size = fd.size;
     let header: PcapHeader;
     try {
       header = readPcapHeader(fd, pcap);
@@ -1260,12 +1334,12 @@ function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, 
       }
     }
   } finally {
-    fs.closeSync(fd);
+    fd.close();
   }
 }
 
 /** Walks the records from the pcap header up to `end`, reading 1 MiB at a time. */
-function readRecords(fd: number, end: number, le: boolean, perSecond: bigint, pcap: string, problems: Problems): PcapRecords {
+function readRecords(fd: ByteReader, end: number, le: boolean, perSecond: bigint, pcap: string, problems: Problems): PcapRecords {
   let cap = 1024;
   let recs: PcapRecords = {
     count: 0, offset: new Float64Array(cap), ticks: new BigUint64Array(cap), caplen: new Uint32Array(cap), wirelen: new Uint32Array(cap),
@@ -1276,7 +1350,7 @@ function readRecords(fd: number, end: number, le: boolean, perSecond: bigint, pc
   for (let at = PCAP_HEADER_BYTES; at < end;) {
     if (at + RECORD_HEADER_BYTES > bufAt + bufLen) {
       bufAt = at;
-      bufLen = fs.readSync(fd, buf, 0, buf.length, at);
+      bufLen = fd.read(buf, 0, buf.length, at);
     }
     if (at + RECORD_HEADER_BYTES > Math.min(end, bufAt + bufLen)) {
       problems.add(`${pcap}: truncated record header at ${at}`);
