@@ -846,7 +846,8 @@ class SegmentData implements SegmentFlows {
     if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
     this.dictionaries = d;
     this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
-    this.wireColumn = seg.flowWireArray();
+    // Empty is absent too: re-encoding an index (writeIndexWithChunks) writes every vector.
+    this.wireColumn = seg.flowWireLength() ? seg.flowWireArray() : null;
     this.offsets = seg.flowOffsetsArray() ?? EMPTY;
     this.linktype = seg.linktype();
     this.nano = seg.nano();
