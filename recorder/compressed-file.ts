@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { ByteReader, plainReader } from './byte-reader';
 import { COMPRESSED_SUFFIX, DumpFile, FILE_MODE, isCompressedPath, openDumpFile } from './dumpset';
-import { ChunkTable, IndexView } from './index-file';
+import { checkIndex, ChunkTable, IndexError, IndexView, readIndexFile } from './index-file';
 import { blockEntryBytes, decodeFrame, describeFrame, encodeFrame, FRAME_HEADER_BYTES, FrameError, frameBound, trailerBytes } from './lz4-frame';
 import { PCAP_HEADER_BYTES } from './pcap-file';
 
@@ -70,40 +70,76 @@ export function compressPcap(src: string, dst: string, boundaries: readonly numb
   return table;
 }
 
+/** Where the frame starting at byte `at` ends and how much it holds, from its header and block sizes. */
+function frameExtent(fd: number, at: number, size: number, file: string): { end: number; contentSize: number } {
+  const start = at;
+  const fail = (defect: string): never => {
+    throw new CompressedFileError(file, start, defect);
+  };
+  const head = Buffer.alloc(FRAME_HEADER_BYTES);
+  const n = fs.readSync(fd, head, 0, head.length, at);
+  let h;
+  try {
+    h = describeFrame(head.subarray(0, n));
+  } catch (e) {
+    if (e instanceof FrameError) fail(e.message);
+    throw e;
+  }
+  at += h!.headerBytes;
+  for (;;) {
+    if (fs.readSync(fd, head, 0, 4, at) < 4) fail('truncated frame');
+    const entry = blockEntryBytes(head.readUInt32LE(0), h!.flags);
+    at += entry;
+    if (entry === 4) break;
+  }
+  at += trailerBytes(h!.flags);
+  if (at > size) fail('truncated frame');
+  return { end: at, contentSize: h!.contentSize };
+}
+
 /** Finds every frame of a compressed file from the frames' own headers, without decoding them. */
 export function walkFrames(fd: number, file: string): ChunkTable {
   const size = fs.fstatSync(fd).size;
   const table: ChunkTable = { plain: [0], packed: [0] };
-  const head = Buffer.alloc(FRAME_HEADER_BYTES);
-  let plain = 0;
-  for (let at = 0; at < size;) {
-    const start = at;
-    const fail = (defect: string): never => {
-      throw new CompressedFileError(file, start, defect);
-    };
-    const n = fs.readSync(fd, head, 0, head.length, at);
-    let h;
-    try {
-      h = describeFrame(head.subarray(0, n));
-    } catch (e) {
-      if (e instanceof FrameError) fail(e.message);
-      throw e;
-    }
-    at += h!.headerBytes;
-    for (;;) {
-      if (fs.readSync(fd, head, 0, 4, at) < 4) fail('truncated frame');
-      const entry = blockEntryBytes(head.readUInt32LE(0), h!.flags);
-      at += entry;
-      if (entry === 4) break;
-    }
-    at += trailerBytes(h!.flags);
-    if (at > size) fail('truncated frame');
-    plain += h!.contentSize;
+  for (let at = 0, plain = 0; at < size;) {
+    const f = frameExtent(fd, at, size, file);
+    at = f.end;
+    plain += f.contentSize;
     table.plain.push(plain);
     table.packed.push(at);
   }
   if (table.plain.length < 2) throw new CompressedFileError(file, 0, 'no frame');
   return table;
+}
+
+/**
+ * Decodes a compressed file frame after frame, handing each to `write` only
+ * once it has passed its checks. Returns the bytes written and, when a frame
+ * is truncated or corrupt, what is wrong with it (nothing of it or after it
+ * is written).
+ */
+export function decompressFile(file: string, write: (bytes: Buffer) => void): { plainBytes: number; defect?: CompressedFileError } {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return { plainBytes: 0, defect: new CompressedFileError(file, 0, 'no frame') };
+    let plainBytes = 0;
+    for (let at = 0; at < size;) {
+      try {
+        const { end, contentSize } = frameExtent(fd, at, size, file);
+        const reader = new CompressedReader(fd, file, { plain: [0, contentSize], packed: [at, end] });
+        write(reader.frame(0));
+        plainBytes += contentSize;
+        at = end;
+      } catch (e) {
+        if (e instanceof CompressedFileError) return { plainBytes, defect: e };
+        throw e;
+      }
+    }
+    return { plainBytes };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Whether two chunk tables name the same frames. */
@@ -230,5 +266,29 @@ export function openDumpBytes(file: DumpFile, chunks: ChunkTable | undefined, st
     const lz4 = file.pcap + COMPRESSED_SUFFIX;
     if (file.partial || (err as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(lz4)) throw err;
     return compressed(lz4);
+  }
+}
+
+/**
+ * checkIndex (npcapprintindex -c, npcaprepair -d) for a compressed file:
+ * every frame is decoded and checked, the frames must be those of the
+ * index's chunk table, and the index must list exactly the records decoded.
+ */
+export function checkCompressedIndex(idx: string, lz4: string): string[] {
+  let frames: ChunkTable;
+  try {
+    const fd = fs.openSync(lz4, 'r');
+    try {
+      frames = walkFrames(fd, lz4);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const chunks = readIndexFile(idx).chunks;
+    if (!chunks) return [`${idx}: no chunk table, but ${lz4} is compressed`];
+    if (!sameChunks(chunks, frames)) return [`${idx}: chunk table differs from the frames of ${lz4}`];
+    return checkIndex(idx, lz4, openPcapBytes);
+  } catch (e) {
+    if (e instanceof CompressedFileError || e instanceof IndexError) return [e.message];
+    throw e;
   }
 }

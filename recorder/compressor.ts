@@ -17,11 +17,8 @@ import { Worker } from 'node:worker_threads';
 import { CompressAnswer, CompressJob } from './compress-worker';
 import { compressedBound, frameBoundaries } from './compressed-file';
 import { DiskBudget, diskBytes } from './disk-budget';
-import { COMPRESSED_SUFFIX, DumpSet, indexPathOf } from './dumpset';
+import { COMPRESSED_SUFFIX, COMPRESSING_SUFFIX, DumpSet, indexPathOf } from './dumpset';
 import { readIndexFile, spanOf, TimeSpan, writeIndexWithChunks } from './index-file';
-
-/** Suffix of a compressed file being written. */
-export const COMPRESSING_SUFFIX = COMPRESSED_SUFFIX + '.tmp';
 
 export interface CompressorHooks {
   /** A file was replaced by its compressed form (its final path), or was left plain (why). */

@@ -10,6 +10,8 @@ export const PART_SUFFIX = '.part';
 export const INDEX_SUFFIX = '.idx';
 /** A published file compressed with -M is NAME.pcap.lz4 (recorder/compressed-file.ts); its index stays NAME.pcap.idx. */
 export const COMPRESSED_SUFFIX = '.lz4';
+/** A compressed file being written, beside the plain file it will replace. */
+export const COMPRESSING_SUFFIX = COMPRESSED_SUFFIX + '.tmp';
 const PCAP = '.pcap';
 const PCAP_LZ4 = PCAP + COMPRESSED_SUFFIX;
 

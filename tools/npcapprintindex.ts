@@ -2,6 +2,8 @@
 // Exit status: 0 fine, 1 the index is invalid, 2 usage or I/O error.
 import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { checkCompressedIndex } from '../recorder/compressed-file';
+import { COMPRESSED_SUFFIX, isCompressedPath } from '../recorder/dumpset';
 import {
   FlowView, IndexError, IndexView, checkIndex, isPartialIndexPath, readIndexFile,
 } from '../recorder/index-file';
@@ -181,7 +183,11 @@ function main(argv: string[]): number {
   }
   try {
     if (opts.check) {
-      const problems = checkIndex(file, opts.pcap);
+      // A compressed file (-M) is checked through its frames.
+      const plain = opts.pcap ?? file.replace(/\.idx$/, '');
+      const lz4 = plain + COMPRESSED_SUFFIX;
+      const compressed = isCompressedPath(plain) ? plain : opts.pcap === undefined && !fs.existsSync(plain) && fs.existsSync(lz4) ? lz4 : undefined;
+      const problems = compressed ? checkCompressedIndex(file, compressed) : checkIndex(file, opts.pcap);
       for (const p of problems) process.stderr.write(`${p}\n`);
       return problems.length ? EXIT_INVALID : 0;
     }
