@@ -94,8 +94,8 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
       let len = Math.min(want, fileEnd - pos);
       // A compressed file decodes whole frames, and frames start at records:
       // the tail that makes sure of the range's last record stays in its frame.
-      const frameEnd = grown ? undefined : source.frameEnd?.(pos);
-      if (frameEnd !== undefined && stop <= frameEnd) len = Math.min(len, frameEnd - pos);
+      const frameEnd = grown ? undefined : source.frameEnd?.(stop - 1);
+      if (frameEnd !== undefined) len = Math.min(len, frameEnd - pos);
       if (scratch.length < len) scratch = Buffer.allocUnsafe(len);
       const buf = scratch;
       const got = source.read(buf, 0, len, pos);

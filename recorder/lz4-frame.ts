@@ -95,7 +95,9 @@ export const trailerBytes = (flags: number): number => (flags & FLG_CONTENT_CHEC
  */
 export function decodeFrame(frame: Buffer): Buffer {
   const h = describeFrame(frame);
-  const out = Buffer.allocUnsafe(h.contentSize);
+  // A frame of one block (all of ours up to 4 MiB) is that block, decoded: no copy.
+  let out: Buffer | undefined;
+  const room = (): Buffer => (out ??= Buffer.allocUnsafe(h.contentSize));
   let at = h.headerBytes;
   let done = 0;
   for (;;) {
@@ -106,8 +108,8 @@ export function decodeFrame(frame: Buffer): Buffer {
     if (at + entry > frame.length) throw new FrameError('truncated frame');
     const size = (word & ~RAW) >>> 0;
     if (word & RAW) {
-      if (done + size > out.length) throw new FrameError('frame holds more than its content size');
-      frame.copy(out, done, at + 4, at + 4 + size);
+      if (done + size > h.contentSize) throw new FrameError('frame holds more than its content size');
+      frame.copy(room(), done, at + 4, at + 4 + size);
       done += size;
     } else {
       // Blocks of our frames are full except the last, which is what the
@@ -121,18 +123,20 @@ export function decodeFrame(frame: Buffer): Buffer {
         throw new FrameError(`corrupt block (${(e as Error).message})`);
       }
       if (block.length !== expect) throw new FrameError('block decodes to a wrong size');
-      block.copy(out, done);
+      if (done === 0 && expect === h.contentSize && !out) out = block;
+      else block.copy(room(), done);
       done += expect;
     }
     at += entry;
   }
   at += 4;
   if (done !== h.contentSize) throw new FrameError(`frame holds ${done} bytes, its header says ${h.contentSize}`);
+  const content = room();
   if (h.flags & FLG_CONTENT_CHECKSUM) {
     if (at + 4 > frame.length) throw new FrameError('truncated frame');
-    if (frame.readUInt32LE(at) !== xxh32(out)) throw new FrameError('content checksum mismatch');
+    if (frame.readUInt32LE(at) !== xxh32(content)) throw new FrameError('content checksum mismatch');
     at += 4;
   }
   if (at !== frame.length) throw new FrameError(`${frame.length - at} bytes after the frame's end`);
-  return out;
+  return content;
 }

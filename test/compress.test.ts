@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generatePcap } from '../bench/extract-lib/pcapgen';
-import { compressPcap, frameBoundaries } from '../recorder/compressed-file';
+import { compressPcap, decompressFile, frameBoundaries } from '../recorder/compressed-file';
 import { COMPRESSING_SUFFIX, DumpSet, indexPathOf, listStorageFiles } from '../recorder/dumpset';
 import { readIndexFile, spanOf, writeIndexWithChunks } from '../recorder/index-file';
 import { FIXTURES, fixture, listNdpiFiles, sharedCorpus } from './helpers/corpus';
@@ -42,15 +42,27 @@ async function decompress(lz4: string): Promise<Buffer> {
   return fs.readFileSync(out);
 }
 
-/** A compressed recording holds the same files as the plain one, each restoring to the same bytes. */
-async function assertRestores(plainDir: string, lz4Dir: string, viaCli: boolean): Promise<number> {
+/** What decompressFile (npcapdecompress's reader, in this process) restores. */
+function decompressHere(lz4: string): Buffer {
+  const parts: Buffer[] = [];
+  const r = decompressFile(lz4, (b) => parts.push(Buffer.from(b)));
+  assert.equal(r.defect, undefined);
+  return Buffer.concat(parts);
+}
+
+/**
+ * A compressed recording holds the same files as the plain one, each
+ * restoring to the same bytes: through the tools (npcapdecompress, lz4 -dc),
+ * or in this process where there are too many files to start a tool for each.
+ */
+async function assertRestores(plainDir: string, lz4Dir: string, viaTools: boolean): Promise<number> {
   const plain = publishedFiles(plainDir);
   const packed = publishedFiles(lz4Dir);
   assert.deepEqual(packed.map((f) => path.relative(lz4Dir, f)), plain.map((f) => path.relative(plainDir, f) + '.lz4'));
   for (const [i, p] of packed.entries()) {
     const want = fs.readFileSync(plain[i]!);
-    assert.ok(want.equals(await decompress(p)), `${p}: npcapdecompress differs from ${plain[i]}`);
-    if (viaCli) assert.ok(want.equals(execFileSync('lz4', ['-dc', p], { maxBuffer: 1 << 30 })), `${p}: lz4 -dc differs`);
+    assert.ok(want.equals(viaTools ? await decompress(p) : decompressHere(p)), `${p}: npcapdecompress differs from ${plain[i]}`);
+    if (viaTools) assert.ok(want.equals(execFileSync('lz4', ['-dc', p], { maxBuffer: 1 << 30 })), `${p}: lz4 -dc differs`);
     assert.equal(fs.statSync(p).mode & 0o777, 0o640);
   }
   return packed.length;
@@ -72,14 +84,14 @@ describe('a compressed recording restores to the plain one, byte for byte', () =
   test('the ndpi corpus', { skip: sharedCorpus() === undefined && 'no shared corpus (../shared/corpus/ndpi): skipped' }, async () => {
     const corpus = (await listNdpiFiles()).filter((f) => f.fileType !== 'unreadable');
     let files = 0;
-    // Two at a time: a recorder run is mostly start-up.
+    // Two at a time: a recorder run is mostly start-up. One file per capture (-t 0), several frames for the larger ones.
     for (let i = 0; i < corpus.length; i += 2) {
       const pair = corpus.slice(i, i + 2);
       await Promise.all(pair.map(async (f) => {
         const plainDir = fresh('ndpi-plain');
         const lz4Dir = fresh('ndpi-lz4');
-        const codes = await record(plainDir, [f.path], []);
-        assert.deepEqual(await record(lz4Dir, [f.path], ['-M']), codes, f.name);
+        const codes = await record(plainDir, [f.path], ['-t', '0']);
+        assert.deepEqual(await record(lz4Dir, [f.path], ['-t', '0', '-M']), codes, f.name);
         files += await assertRestores(plainDir, lz4Dir, false);
         fs.rmSync(plainDir, { recursive: true });
         fs.rmSync(lz4Dir, { recursive: true });
@@ -170,9 +182,10 @@ describe('extraction from a compressed dump set equals extraction from the plain
       const r = await runTool('npcapextract', ['-t', tl(dir), ...all, '-f', 'udp', '--bundle', tar]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal((await runTool('npcapextract', ['--verify', tar])).code, 0);
-      return execFileSync('tar', ['-xOf', tar, 'SHA256SUMS'], { encoding: 'utf8' });
+      // The captures are named after their timelines: their digests must agree.
+      return execFileSync('tar', ['-xOf', tar, 'SHA256SUMS'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]);
     }));
-    assert.equal(bundles[1], bundles[0]);
+    assert.deepEqual(bundles[1], bundles[0]);
   });
 
   test('without its index a compressed file is scanned frame after frame, with a warning', async () => {
@@ -215,7 +228,7 @@ describe('extraction from a compressed dump set equals extraction from the plain
       // Everything: the damaged frame is needed, so extraction stops with one line.
       const x = await extractBytes(['-t', tl(dir), '-b', '0', '-e', 'now']);
       assert.equal(x.code, 1, `${what}: ${x.stderr}`);
-      assert.match(x.stderr, /^npcapextract: error: .*\.pcap\.lz4: frame at byte \d+: /m);
+      assert.match(x.stderr, /^npcapextract: .*\.pcap\.lz4: frame at byte \d+: /);
       assert.equal(x.stderr.trim().split('\n').length, 1, x.stderr);
       // The packets it did write are the plain dump set's, in order: never a damaged one.
       const good = (await extractBytes(['-t', tl(plainBig), '-b', '0', '-e', 'now'])).bytes;
