@@ -68,7 +68,7 @@ interface OpenedFile {
 
 function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
   try {
-    return readIndexFile(file.index, { partial: file.partial });
+    return readIndexFile(file.index, { partial: file.partial, hold: true });
   } catch (err) {
     if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
@@ -116,6 +116,10 @@ export class Extraction {
     // libpcap judges the expression once up front, so that a bad one fails
     // even when no file is in range.
     this.filterFor(1, 262144);
+    // The index narrows where to read; a flow is passed over only when the
+    // planner is certain that libpcap would reject every packet of it.
+    this.expr = parseFilter(query.filter);
+    this.described = describePlan(this.expr);
     query.timelines.forEach((dir, t) => {
       let files: DumpFile[];
       try {
@@ -125,34 +129,35 @@ export class Extraction {
       }
       for (const file of files) {
         const index = openIndex(file, warn);
-        this.files.push({ file, timeline: t, index, info: fileInfo(file, index), plan: undefined });
+        const f: OpenedFile = { file, timeline: t, index, info: fileInfo(file, index), plan: undefined };
+        this.files.push(f);
+        // Planned while its index is open: one open per index however many parts of it planning reads.
+        this.plan(f);
+        index?.release();
       }
     });
-    // The index narrows where to read; a flow is passed over only when the
-    // planner is certain that libpcap would reject every packet of it.
-    this.expr = parseFilter(query.filter);
-    this.described = describePlan(this.expr);
-    for (const f of this.files) {
-      if (!f.index) continue;
-      const index = f.index;
-      const mayMatch: FlowFilter | undefined = this.described.canSkip
-        ? {
-            candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
-            test: (cols) => {
-              const judge = columnPlanner(this.expr, cols, index.linktype);
-              return (j) => judge(j) !== 'false';
-            },
-          }
-        : undefined;
-      // Flows are decoded only now, so a defect there (a checksum cannot catch a
-      // writer's bug) still turns the file into a scan.
-      try {
-        f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
-      } catch (err) {
-        if (!(err instanceof IndexError)) throw err;
-        warn(`${err.message}; scanning ${f.file.pcap} instead`);
-        f.index = undefined;
-      }
+  }
+
+  private plan(f: OpenedFile): void {
+    if (!f.index) return;
+    const index = f.index;
+    const mayMatch: FlowFilter | undefined = this.described.canSkip
+      ? {
+          candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
+          test: (cols) => {
+            const judge = columnPlanner(this.expr, cols, index.linktype);
+            return (j) => judge(j) !== 'false';
+          },
+        }
+      : undefined;
+    // Flows are decoded only now, so a defect there (a checksum cannot catch a
+    // writer's bug) still turns the file into a scan.
+    try {
+      f.plan = planFile(index, this.query.beginNs, this.query.endNs, mayMatch);
+    } catch (err) {
+      if (!(err instanceof IndexError)) throw err;
+      this.warn(`${err.message}; scanning ${f.file.pcap} instead`);
+      f.index = undefined;
     }
   }
 
@@ -193,13 +198,19 @@ export class Extraction {
     const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
     const fileBytes = planned.reduce((n, p) => n + p.info.end, 0);
     const toReadBytes = this.toReadBytes();
+    const indexes = planned.reduce((n, p) => {
+      const r = p.index?.bytesRead;
+      return r ? { bytes: n.bytes + r.bytes, of: n.of + r.of } : n;
+    }, { bytes: 0, of: 0 });
+    const share = (part: number, whole: number): string => (whole ? ((100 * part) / whole).toFixed(1) : '0');
     return [
       `range ${formatNs(this.query.beginNs)} - ${formatNs(this.query.endNs)}, filter '${this.query.filter}'`,
       ...this.described.lines,
       `files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
       `flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
-        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
+        `bytes to read ${toReadBytes} of ${fileBytes} (${share(toReadBytes, fileBytes)}%)`,
+      `index bytes read ${indexes.bytes} of ${indexes.of} (${share(indexes.bytes, indexes.of)}%)`,
     ];
   }
 
