@@ -8,7 +8,7 @@ import { CliError, Exit } from '../recorder/cli';
 import { ByteReader } from '../recorder/byte-reader';
 import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
-import { IndexError, IndexView, readIndexFile } from '../recorder/index-file';
+import { ChunkTable, IndexError, IndexView, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
@@ -65,11 +65,13 @@ interface OpenedFile {
   /** Read once: link type, precision and where reading stops. */
   info: FileInfo;
   plan: FilePlan | undefined;
+  /** A compressed file's frames, from its index (read while it is open: -M rewrites it once the file is compressed). */
+  chunks: ChunkTable | undefined;
 }
 
 function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
   try {
-    return readIndexFile(file.index, { partial: file.partial });
+    return readIndexFile(file.index, { partial: file.partial, hold: true });
   } catch (err) {
     if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
@@ -138,6 +140,10 @@ export class Extraction {
     // libpcap judges the expression once up front, so that a bad one fails
     // even when no file is in range.
     this.filterFor(1, 262144);
+    // The index narrows where to read; a flow is passed over only when the
+    // planner is certain that libpcap would reject every packet of it.
+    this.expr = parseFilter(query.filter);
+    this.described = describePlan(this.expr);
     query.timelines.forEach((dir, t) => {
       let files: DumpFile[];
       try {
@@ -147,34 +153,36 @@ export class Extraction {
       }
       for (const file of files) {
         const index = openIndex(file, warn);
-        this.files.push({ file, timeline: t, index, info: fileInfo(file, index, this.decompressed), plan: undefined });
+        const f: OpenedFile = { file, timeline: t, index, info: fileInfo(file, index, this.decompressed), plan: undefined, chunks: undefined };
+        this.files.push(f);
+        // Planned while its index is open: one open per index however many parts of it planning reads.
+        this.plan(f);
+        index?.release();
       }
     });
-    // The index narrows where to read; a flow is passed over only when the
-    // planner is certain that libpcap would reject every packet of it.
-    this.expr = parseFilter(query.filter);
-    this.described = describePlan(this.expr);
-    for (const f of this.files) {
-      if (!f.index) continue;
-      const index = f.index;
-      const mayMatch: FlowFilter | undefined = this.described.canSkip
-        ? {
-            candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
-            test: (cols) => {
-              const judge = columnPlanner(this.expr, cols, index.linktype);
-              return (j) => judge(j) !== 'false';
-            },
-          }
-        : undefined;
-      // Flows are decoded only now, so a defect there (a checksum cannot catch a
-      // writer's bug) still turns the file into a scan.
-      try {
-        f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
-      } catch (err) {
-        if (!(err instanceof IndexError)) throw err;
-        warn(`${err.message}; scanning ${f.file.pcap} instead`);
-        f.index = undefined;
-      }
+  }
+
+  private plan(f: OpenedFile): void {
+    if (!f.index) return;
+    const index = f.index;
+    const mayMatch: FlowFilter | undefined = this.described.canSkip
+      ? {
+          candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
+          test: (cols) => {
+            const judge = columnPlanner(this.expr, cols, index.linktype);
+            return (j) => judge(j) !== 'false';
+          },
+        }
+      : undefined;
+    // Flows are decoded only now, so a defect there (a checksum cannot catch a
+    // writer's bug) still turns the file into a scan.
+    try {
+      f.plan = planFile(index, this.query.beginNs, this.query.endNs, mayMatch);
+      f.chunks = index.chunks;
+    } catch (err) {
+      if (!(err instanceof IndexError)) throw err;
+      this.warn(`${err.message}; scanning ${f.file.pcap} instead`);
+      f.index = undefined;
     }
   }
 
@@ -191,11 +199,11 @@ export class Extraction {
     return f;
   }
 
-  private open(file: DumpFile, index: IndexView | undefined): ByteReader {
+  private open({ file, chunks }: OpenedFile): ByteReader {
     // Opened only when needed: the files not needed are never opened.
     let source: ByteReader;
     try {
-      source = openDumpBytes(file, index?.chunks, this.decompressed);
+      source = openDumpBytes(file, chunks, this.decompressed);
     } catch (e) {
       throw e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
     }
@@ -220,13 +228,19 @@ export class Extraction {
     const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
     const fileBytes = planned.reduce((n, p) => n + p.info.end, 0);
     const toReadBytes = this.toReadBytes();
+    const indexes = planned.reduce((n, p) => {
+      const r = p.index?.bytesRead;
+      return r ? { bytes: n.bytes + r.bytes, of: n.of + r.of } : n;
+    }, { bytes: 0, of: 0 });
+    const share = (part: number, whole: number): string => (whole ? ((100 * part) / whole).toFixed(1) : '0');
     return [
       `range ${formatNs(this.query.beginNs)} - ${formatNs(this.query.endNs)}, filter '${this.query.filter}'`,
       ...this.described.lines,
       `files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
       `flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
-        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
+        `bytes to read ${toReadBytes} of ${fileBytes} (${share(toReadBytes, fileBytes)}%)`,
+      `index bytes read ${indexes.bytes} of ${indexes.of} (${share(indexes.bytes, indexes.of)}%)`,
       ...this.explainCompressed(),
     ];
   }
@@ -236,13 +250,12 @@ export class Extraction {
     const compressed = this.files.filter((f) => f.file.compressed);
     if (!compressed.length) return [];
     let frames = 0, touched = 0;
-    for (const { index, plan } of compressed) {
-      const chunks = index?.chunks;
+    for (const { chunks, plan } of compressed) {
       if (!chunks) continue;
       frames += chunks.plain.length - 1;
       if (plan) touched += framesTouched(chunks.plain, plan.ranges);
     }
-    const unknown = compressed.filter((f) => !f.index?.chunks).length;
+    const unknown = compressed.filter((f) => !f.chunks).length;
     return [`compressed files ${compressed.length}: frames to decompress ${touched} of ${frames}` + (unknown ? `, and every frame of ${unknown} files without a chunk table` : '')];
   }
 
@@ -260,14 +273,15 @@ export class Extraction {
   /** --flows: connections from the indexes, with packets read only where the index cannot be exact. */
   flows(json: boolean): { text: string; note: string | undefined } {
     const table = new FlowTable();
-    for (const { file, index, info } of this.toRead) {
+    for (const f of this.toRead) {
+      const { file, index, info } = f;
       if (!index) {
         this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
         continue;
       }
       const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
       if (!toRead.size) continue;
-      const source = this.open(file, index);
+      const source = this.open(f);
       const { beginNs, endNs } = this.query;
       const reading = { source, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
       for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), source)) {
@@ -312,11 +326,11 @@ export class Extraction {
 
     const sources: Source[] = [];
     for (const [i, p] of toRead.entries()) {
-      const { file, index, info } = p;
+      const { index, info } = p;
       const filter = this.filterFor(info.linktype, info.snaplen);
       const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: info.end }];
       const read = (): Iterator<Batch> => {
-        const source = this.open(file, index);
+        const source = this.open(p);
         const gen = readRanges({ source, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
         return closeAfter(gen, source);
       };

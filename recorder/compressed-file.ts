@@ -25,7 +25,13 @@ export interface DecompressStats {
   packedBytes: number;
 }
 
-/** Frame starts in the uncompressed file, then its end: the header goes with the first time block. */
+/**
+ * Frames hold about this much of the pcap: a rare packet costs one frame's
+ * decoding, and LZ4's 64 KiB window gains nothing from longer frames.
+ */
+const FRAME_TARGET = 256 << 10;
+
+/** Block starts in the uncompressed file, then its end: the header goes with the first time block. */
 export function frameBoundaries(index: IndexView): number[] {
   const starts = index.timeBlocks.map((b) => b.offset).filter((o) => o > PCAP_HEADER_BYTES);
   return [0, ...starts, index.covered.end];
@@ -35,8 +41,24 @@ export function frameBoundaries(index: IndexView): number[] {
 export const compressedBound = (plainBytes: number, frames: number): number => frameBound(plainBytes) + frames * frameBound(0);
 
 /**
- * Writes `dst` (fsynced, 0640): the frames of `src` cut at `boundaries`
- * (frameBoundaries()). Returns where they went, the index's chunk table.
+ * Where to cut the bytes of `buf`, which start at a record (after the pcap
+ * header when `first`): at the first record past each FRAME_TARGET bytes.
+ * The cuts are offsets in `buf`, its length last.
+ */
+function cutsOf(buf: Buffer, first: boolean): number[] {
+  const cuts: number[] = [];
+  let frameStart = 0;
+  for (let at = first ? PCAP_HEADER_BYTES : 0; at + 16 <= buf.length; at += 16 + buf.readUInt32LE(at + 8)) {
+    if (at - frameStart >= FRAME_TARGET) cuts.push((frameStart = at));
+  }
+  cuts.push(buf.length);
+  return cuts;
+}
+
+/**
+ * Writes `dst` (fsynced, 0640): the frames of `src`, each time block
+ * (`boundaries`, from frameBoundaries()) cut at records into frames of about
+ * FRAME_TARGET bytes. Returns where they went, the index's chunk table.
  */
 export function compressPcap(src: string, dst: string, boundaries: readonly number[]): ChunkTable {
   const table: ChunkTable = { plain: [0], packed: [0] };
@@ -53,11 +75,15 @@ export function compressPcap(src: string, dst: string, boundaries: readonly numb
       if (buf.length < len) buf = Buffer.allocUnsafe(len);
       const got = fs.readSync(inFd, buf, 0, len, from);
       if (got !== len) throw new Error(`${src}: ends at byte ${from + got}, its index says ${boundaries[boundaries.length - 1]}`);
-      const frame = encodeFrame(buf.subarray(0, len));
-      for (let done = 0; done < frame.length;) done += fs.writeSync(outFd, frame, done);
-      packed += frame.length;
-      table.plain.push(from + len);
-      table.packed.push(packed);
+      let cut = 0;
+      for (const next of cutsOf(buf.subarray(0, len), k === 0)) {
+        const frame = encodeFrame(buf.subarray(cut, next));
+        for (let done = 0; done < frame.length;) done += fs.writeSync(outFd, frame, done);
+        packed += frame.length;
+        table.plain.push(from + next);
+        table.packed.push(packed);
+        cut = next;
+      }
     }
     fs.fsyncSync(outFd);
   } catch (e) {

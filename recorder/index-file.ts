@@ -1,104 +1,30 @@
 // The index file: the one module that reads and writes it. extract/ and
 // tools/ see indexes only through readIndexFile() and checkIndex().
 //
-// Container: "N2IX", u32 container version, then segments, each
-//   [u32 length][u32 crc32 of the bytes][flatbuffer Segment (recorder/index.fbs)]
-// all little-endian. A published file's index holds one segment (the whole
-// file); the index of a file being written (NAME.pcap.part.idx) grows by one
-// segment per commit, so a crash can tear only its last segment.
+// An index is a container (recorder/index-container.ts) of flatbuffer
+// segments (recorder/index.fbs). A published file's index holds one segment
+// (the whole file); the index of a file being written (NAME.pcap.part.idx)
+// grows by one segment per commit, so a crash can tear only its last segment.
+// A published index is read lazily: only the blocks a query touches are
+// fetched and checked.
 import fs from 'node:fs';
-import zlib from 'node:zlib';
 import { Builder, ByteBuffer } from 'flatbuffers';
 import { ByteReader, openPlain } from './byte-reader';
 import { ChunkTable as ChunkTableFb, ChunkTableT, FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
+import { IndexError, LazyIndexFile, SegmentBytes, segmentsInMemory, writeIndexFile } from './index-container';
 import { META_IPV4, META_IPV6, META_MAC, META_PORTS, META_VLAN } from './packet-meta';
 import { PCAP_HEADER_BYTES, PcapFormatError, PcapHeader, RECORD_HEADER_BYTES, readPcapHeader } from './pcap-file';
 
+export { IndexError, createSegmentedIndex, writeIndexFile } from './index-container';
+export type { SegmentedIndex } from './index-container';
+
 /** Version of the Segment schema's meaning (Segment.version). */
 export const INDEX_FORMAT_VERSION = 1;
-const CONTAINER_VERSION = 1;
-const MAGIC = Buffer.from('N2IX', 'latin1');
-const HEADER_BYTES = 8;
-const FRAME_BYTES = 8;
-const FILE_MODE = 0o640;
-
-export class IndexError extends Error {
-  constructor(readonly file: string, readonly defect: string) {
-    super(`${file}: ${defect}`);
-    this.name = 'IndexError';
-  }
-}
 
 /** The index of a file still being written is named after it: NAME.pcap.part.idx. */
 export const isPartialIndexPath = (path: string): boolean => path.endsWith('.part.idx');
 
-// ---------------------------------------------------------------- writing
-
-export interface SegmentedIndex {
-  /** Appends one segment (IndexBuilder.segment()) in a single write. */
-  append(segment: Uint8Array): void;
-  close(): void;
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done);
-}
-
-function header(): Buffer {
-  const b = Buffer.alloc(HEADER_BYTES);
-  MAGIC.copy(b, 0);
-  b.writeUInt32LE(CONTAINER_VERSION, 4);
-  return b;
-}
-
-function frame(segment: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(FRAME_BYTES + segment.length);
-  b.writeUInt32LE(segment.length, 0);
-  b.writeUInt32LE(zlib.crc32(segment), 4);
-  b.set(segment, FRAME_BYTES);
-  return b;
-}
-
-/** Creates (or truncates) the index of a file being written. No fsync: a torn tail is expected. */
-export function createSegmentedIndex(path: string): SegmentedIndex {
-  const fd = fs.openSync(path, 'w', FILE_MODE);
-  try {
-    fs.fchmodSync(fd, FILE_MODE);
-    writeAll(fd, header());
-  } catch (e) {
-    fs.closeSync(fd);
-    throw e;
-  }
-  let open = true;
-  return {
-    append(segment: Uint8Array): void {
-      if (!open) throw new Error(`${path}: append after close`);
-      writeAll(fd, frame(segment));
-    },
-    close(): void {
-      if (!open) return;
-      open = false;
-      fs.closeSync(fd);
-    },
-  };
-}
-
-/** Writes a one-segment index so that readers see either the old file or the whole new one. */
-export function writeIndexFile(path: string, segment: Uint8Array): void {
-  const tmp = `${path}.tmp`;
-  const fd = fs.openSync(tmp, 'w', FILE_MODE);
-  try {
-    fs.fchmodSync(fd, FILE_MODE);
-    writeAll(fd, Buffer.concat([header(), frame(segment)]));
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path);
-}
+// ---------------------------------------------------------------- chunk table
 
 /**
  * Where the frames of a compressed file (recorder/compressed-file.ts) are:
@@ -117,11 +43,14 @@ export interface ChunkTable {
  * the plain file as well as the compressed one.
  */
 export function writeIndexWithChunks(path: string, chunks: ChunkTable): void {
-  const segments = splitSegments(fs.readFileSync(path), path, false);
+  const segments = segmentsInMemory(fs.readFileSync(path), path, false);
   if (segments.length !== 1) throw new IndexError(path, `${segments.length} segments; only a published index takes a chunk table`);
   const fail = (defect: string): never => {
     throw new IndexError(path, `chunk table: ${defect}`);
   };
+  // Every block checked first: the whole segment is copied into the new one.
+  const defect = segments[0]!.checkAll();
+  if (defect !== undefined) throw new IndexError(path, defect);
   const seg = decodeSegment(segments[0]!, path, 0, 0);
   if (chunks.plain[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== seg.end) fail(`does not cover the indexed ${seg.end} bytes`);
   const t = seg.seg.unpack();
@@ -148,9 +77,10 @@ function encodeChunks(chunks: ChunkTable, fail: Fail): number[] {
   return out;
 }
 
-function decodeChunks(table: ChunkTableFb | null, end: number, fail: Fail): ChunkTable | undefined {
+function decodeChunks(table: ChunkTableFb | null, src: SegmentBytes, end: number, fail: Fail): ChunkTable | undefined {
   const bytes = table?.entriesArray();
   if (!bytes) return undefined;
+  src.ensureView(bytes);
   const r = new VarintReader(bytes, 'chunk table', fail);
   const chunks: ChunkTable = { plain: [], packed: [] };
   for (let p = 0, c = 0; r.pos < bytes.length;) {
@@ -222,7 +152,10 @@ export interface IndexView {
   readonly lastNs: bigint | undefined;
   /** No packet is earlier than the one before it: the file can be streamed in time order. */
   readonly ordered: boolean;
+  /** The time table: runs of records with their time span, in file order. */
   readonly timeBlocks: readonly TimeBlock[];
+  /** Offset of the first record (the end of what is covered when there is none). */
+  readonly firstRecord: number;
   /**
    * Flows are numbered across segments in order; a connection that spans
    * several segments of a partial index is one flow per segment, which only
@@ -235,6 +168,10 @@ export interface IndexView {
   readonly segmentFlows: readonly SegmentFlows[];
   /** Absolute file offsets of the flow's records, increasing. */
   flowOffsets(index: number): number[];
+  /** Closes a file read with `hold`; what is read after that opens it again. */
+  release(): void;
+  /** How much of the index file has been read: a published index is read only where it is used. */
+  readonly bytesRead: { bytes: number; of: number };
   /** Where the frames of the compressed file are; undefined unless the file was compressed. */
   readonly chunks: ChunkTable | undefined;
 }
@@ -242,10 +179,25 @@ export interface IndexView {
 export interface ReadOptions {
   /** The index of a file being written: a torn last segment is ignored, not an error. */
   partial?: boolean;
+  /**
+   * Keep a published index open until release(), for the reads that
+   * planning does next. Otherwise each later read opens the file again.
+   */
+  hold?: boolean;
 }
 
 export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
-  return decodeIndex(fs.readFileSync(path), path, opts.partial ?? false);
+  // A file being written has a small index with a torn tail to tolerate: read whole.
+  if (opts.partial) return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, true), path, true);
+  const file = new LazyIndexFile(path);
+  try {
+    const view = decodeIndex(file.segments, path, false, file);
+    if (!opts.hold) file.release();
+    return view;
+  } catch (e) {
+    file.release();
+    throw e;
+  }
 }
 
 /** First and last packet time of a file, in ns. */
@@ -264,59 +216,14 @@ export function readIndexSpan(path: string): TimeSpan | undefined {
   }
 }
 
-function decodeIndex(buf: Uint8Array, path: string, partial: boolean): DecodedIndex {
+function decodeIndex(parts: readonly SegmentBytes[], path: string, partial: boolean, file?: LazyIndexFile): DecodedIndex {
   let base = 0;
-  const segments = splitSegments(buf, path, partial).map((bytes, k) => {
+  const segments = parts.map((bytes, k) => {
     const s = decodeSegment(bytes, path, k, base);
     base += s.flowCount;
     return s;
   });
-  return new DecodedIndex(path, segments, partial);
-}
-
-/** Validates the container and returns each segment's flatbuffer, aligned for typed views (copied only when it is not). */
-function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Array[] {
-  const fail = (defect: string): never => {
-    throw new IndexError(path, defect);
-  };
-  const head = header();
-  if (buf.length < HEADER_BYTES) {
-    // A partial index's header may not have reached the disk yet.
-    if (partial && head.subarray(0, buf.length).equals(buf)) return [];
-    fail(`truncated header (${buf.length} bytes)`);
-  }
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
-  if (!MAGIC.equals(buf.subarray(0, 4))) fail('not an n2disk-ts index (bad magic)');
-  const version = view.getUint32(4, true);
-  if (version !== CONTAINER_VERSION) fail(`unsupported index container version ${version}`);
-
-  const segments: Uint8Array[] = [];
-  for (let at = HEADER_BYTES; at < buf.length;) {
-    const k = segments.length;
-    const left = buf.length - at;
-    if (left < FRAME_BYTES) {
-      if (partial) break;
-      fail(`segment ${k}: truncated frame header at byte ${at}`);
-    }
-    const length = view.getUint32(at, true);
-    const crc = view.getUint32(at + 4, true);
-    if (length > left - FRAME_BYTES) {
-      if (partial) break;
-      fail(`segment ${k}: length ${length} runs past the end of the file (byte ${at})`);
-    }
-    // Views of 8-byte-aligned segments: copying every index read costs as much as reading it.
-    const from = at + FRAME_BYTES;
-    const bytes = (buf.byteOffset + from) % 8 === 0 ? buf.subarray(from, from + length) : buf.slice(from, from + length);
-    at += FRAME_BYTES + length;
-    if (zlib.crc32(bytes) !== crc) {
-      // A torn write ends the file; a bad segment followed by more data is corruption.
-      if (partial && at === buf.length) break;
-      fail(`segment ${k}: checksum mismatch (byte ${at - length - FRAME_BYTES})`);
-    }
-    segments.push(bytes);
-  }
-  if (segments.length === 0 && !partial) fail('no segment');
-  return segments;
+  return new DecodedIndex(path, segments, partial, file);
 }
 
 /** What the flows of a segment index into: flow classes, and the address and MAC dictionaries. */
@@ -398,11 +305,15 @@ class VarintReader {
   pos = 0;
   hi = 0;
   lo = 0;
+  /** Where reading must stop: the end of what has been fetched of a lazily read segment. */
+  limit: number;
 
-  constructor(private readonly bytes: Uint8Array, private readonly what: string, private readonly fail: (d: string) => never) {}
+  constructor(readonly bytes: Uint8Array, private readonly what: string, private readonly fail: (d: string) => never) {
+    this.limit = bytes.length;
+  }
 
   private byte(): number {
-    if (this.pos >= this.bytes.length) this.fail(`${this.what}: ends inside a value`);
+    if (this.pos >= this.limit) this.fail(`${this.what}: ends inside a value`);
     return this.bytes[this.pos++];
   }
 
@@ -410,7 +321,7 @@ class VarintReader {
   uv(): number {
     // Most values fit one byte: planning decodes every flow of every file in range.
     const first = this.bytes[this.pos];
-    if (first !== undefined && first < 0x80) {
+    if (first < 0x80 && this.pos < this.limit) {
       this.pos++;
       return first;
     }
@@ -428,7 +339,7 @@ class VarintReader {
   /** An unsigned 64-bit value into (hi, lo). */
   uv64(): void {
     const first = this.bytes[this.pos];
-    if (first !== undefined && first < 0x80) {
+    if (first < 0x80 && this.pos < this.limit) {
       this.pos++;
       this.hi = 0;
       this.lo = first;
@@ -469,9 +380,10 @@ class VarintReader {
   skip(values: number): void {
     // A tight loop: skipping the offsets of every flow is most of decoding an index.
     const bytes = this.bytes;
+    const limit = this.limit;
     let pos = this.pos;
     for (let left = values; left > 0; pos++) {
-      if (pos >= bytes.length) {
+      if (pos >= limit) {
         this.pos = pos;
         this.fail(`${this.what}: ends inside a value`);
       }
@@ -565,24 +477,55 @@ class FlowReader {
   private readonly wire: VarintReader;
   readonly offs: VarintReader;
   private portAt = 0;
+  private portLimit: number;
   private prevHi: number;
   private prevLo: number;
   private prevFirst: number;
+  private readonly nextCp = new FlowCheckpoint();
   /** The segment's flow number read next. */
   next = 0;
 
-  constructor(private readonly s: SegmentData) {
-    const { seg, fail } = s;
-    this.cls = new VarintReader(seg.flowClassArray() ?? EMPTY, 'flow_class', fail);
-    this.addrs = new VarintReader(seg.flowAddrsArray() ?? EMPTY, 'flow_addrs', fail);
-    this.macs = new VarintReader(seg.flowMacsArray() ?? EMPTY, 'flow_macs', fail);
-    this.times = new VarintReader(seg.flowTimesArray() ?? EMPTY, 'flow_times', fail);
-    this.counts = new VarintReader(seg.flowCountsArray() ?? EMPTY, 'flow_counts', fail);
+  /**
+   * `whole`: the columns have been fetched entirely (SegmentData.all()).
+   * Otherwise reading starts with seek(), and each run of flows between two
+   * checkpoints is fetched as reading enters it.
+   */
+  constructor(private readonly s: SegmentData, private readonly whole: boolean) {
+    const { fail } = s;
+    this.cls = new VarintReader(s.classColumn, 'flow_class', fail);
+    this.addrs = new VarintReader(s.addrsColumn, 'flow_addrs', fail);
+    this.macs = new VarintReader(s.macsColumn, 'flow_macs', fail);
+    this.times = new VarintReader(s.timesColumn, 'flow_times', fail);
+    this.counts = new VarintReader(s.countsColumn, 'flow_counts', fail);
     this.wire = new VarintReader(s.wireColumn ?? EMPTY, 'flow_wire', fail);
     this.offs = new VarintReader(s.offsets, 'flow_offsets', fail);
+    this.portLimit = s.ports.length;
     this.prevHi = hiOf(s.minTs);
     this.prevLo = loOf(s.minTs);
     this.prevFirst = s.start;
+  }
+
+  /**
+   * Fetches the column bytes from where reading stands up to checkpoint
+   * k + 1 (or the end), and stops the readers there: a read past what was
+   * fetched fails instead of seeing zeros.
+   */
+  private enter(k: number): void {
+    const { s } = this;
+    const next = k + 1 < s.checkpointCount ? s.seg.flowCheckpoints(k + 1, this.nextCp) : null;
+    const upTo = (r: VarintReader, at: number | undefined): void => {
+      r.limit = Math.min(at ?? r.bytes.length, r.bytes.length);
+      s.src.ensureView(r.bytes, Math.min(r.pos, r.limit), r.limit);
+    };
+    upTo(this.cls, next?.classAt());
+    upTo(this.addrs, next?.addrsAt());
+    upTo(this.macs, next?.macsAt());
+    upTo(this.times, next?.timesAt());
+    upTo(this.counts, next?.countsAt());
+    upTo(this.wire, next?.wireAt());
+    upTo(this.offs, next?.offsetsAt());
+    this.portLimit = Math.min(next?.portsAt() ?? s.ports.length, s.ports.length);
+    s.src.ensureView(s.ports, 2 * Math.min(this.portAt, this.portLimit), 2 * this.portLimit);
   }
 
   /** Moves to flow number k * every, from its checkpoint. */
@@ -608,6 +551,7 @@ class FlowReader {
     const { fail, ports } = this.s;
     const s = this.s.dictionaries;
     const j = this.next++;
+    if (!this.whole && j % this.s.checkpointEvery === 0) this.enter(j / this.s.checkpointEvery);
     const c = this.cls.uv();
     if (c >= s.classFlags.length) fail(`flow ${j}: class ${c} out of range`);
     d.flowClass[row] = c;
@@ -619,7 +563,7 @@ class FlowReader {
       if (d.addrA[row] >= n || d.addrB[row] >= n) fail(`flow ${j}: address out of range`);
     } else d.addrA[row] = d.addrB[row] = 0;
     if (flags & META_PORTS) {
-      if (this.portAt + 2 > ports.length) fail('flow_ports too short');
+      if (this.portAt + 2 > this.portLimit) fail('flow_ports too short');
       d.portA[row] = ports[this.portAt++];
       d.portB[row] = ports[this.portAt++];
     } else d.portA[row] = d.portB[row] = 0;
@@ -662,13 +606,20 @@ class KeyReader {
   private readonly checkpoints: number;
   private readonly r: VarintReader;
   private readonly cp = new KeyCheckpoint();
+  private readonly nextCp = new KeyCheckpoint();
   /** Ordinal of the entry at r.pos (count when at the end), and the values deltas are taken from. */
   private i: number;
   private prevKey = 0;
   private prevFirst = 0;
 
   /** `dense`: the keys are the dictionary entries 0..count-1 and are not written. */
-  constructor(private readonly table: KeyTable | null, private readonly dense: boolean, private readonly flowCount: number, private readonly fail: Fail) {
+  constructor(
+    private readonly table: KeyTable | null,
+    private readonly dense: boolean,
+    private readonly flowCount: number,
+    private readonly src: SegmentBytes,
+    private readonly fail: Fail,
+  ) {
     this.count = table?.count() ?? 0;
     this.every = table?.every() ?? 1;
     this.checkpoints = table?.checkpointsLength() ?? 0;
@@ -683,7 +634,7 @@ class KeyReader {
     const r = this.r;
     while (this.i < this.count) {
       const at = r.pos;
-      if (this.i % this.every === 0) this.prevKey = this.prevFirst = 0;
+      if (this.i % this.every === 0) this.enter(this.i / this.every);
       const key = this.dense ? this.i : this.prevKey + r.uv();
       if (key > high) {
         r.pos = at;
@@ -703,6 +654,18 @@ class KeyReader {
       this.prevFirst = first;
       this.i++;
     }
+  }
+
+  /**
+   * At checkpoint k: deltas start again from 0, and the entries up to the
+   * next checkpoint are fetched; reading stops there until it enters that one.
+   */
+  private enter(k: number): void {
+    this.prevKey = this.prevFirst = 0;
+    const r = this.r;
+    const next = k + 1 < this.checkpoints ? this.table!.checkpoints(k + 1, this.nextCp)!.at() : r.bytes.length;
+    r.limit = Math.min(next, r.bytes.length);
+    this.src.ensureView(r.bytes, Math.min(r.pos, r.limit), r.limit);
   }
 
   /** Moves to the last checkpoint at or before `key` unless reading on from here is shorter. */
@@ -745,7 +708,8 @@ class SegmentKeys implements KeyLookup {
   ofClasses(classes: Uint8Array): Uint32Array {
     const { s } = this;
     return guarded(s.fail, () => {
-      const r = new VarintReader(s.seg.flowClassArray() ?? EMPTY, 'flow_class', s.fail);
+      s.src.ensureView(s.classColumn);
+      const r = new VarintReader(s.classColumn, 'flow_class', s.fail);
       const out: number[] = [];
       for (let j = 0; j < s.flowCount; j++) if (classes[r.uv()]) out.push(j);
       return Uint32Array.from(out);
@@ -756,7 +720,7 @@ class SegmentKeys implements KeyLookup {
     const { s } = this;
     return guarded(s.fail, () => {
       const d = newColumns(s, flows.length, flows);
-      const reader = new FlowReader(s);
+      const reader = new FlowReader(s, false);
       const cp = new FlowCheckpoint();
       let positioned = false;
       for (let row = 0; row < flows.length; row++) {
@@ -780,7 +744,7 @@ class SegmentKeys implements KeyLookup {
   private lookup(table: KeyTable | null, dense: boolean, ranges: readonly (readonly [number, number])[]): Uint32Array {
     const { s } = this;
     return guarded(s.fail, () => {
-      const reader = new KeyReader(table, dense, s.flowCount, s.fail);
+      const reader = new KeyReader(table, dense, s.flowCount, s.src, s.fail);
       const out: number[] = [];
       for (const [low, high] of ranges) reader.flows(low, high, out);
       const flows = Uint32Array.from(out).sort();
@@ -811,16 +775,23 @@ class SegmentData implements SegmentFlows {
   readonly ordered: boolean;
   readonly flowCount: number;
   readonly dictionaries: SegmentDictionaries;
+  readonly classColumn: Uint8Array;
+  readonly addrsColumn: Uint8Array;
+  readonly macsColumn: Uint8Array;
+  readonly timesColumn: Uint8Array;
+  readonly countsColumn: Uint8Array;
   readonly ports: Uint16Array;
   readonly wireColumn: Uint8Array | null;
   readonly offsets: Uint8Array;
-  readonly blocks: TimeBlock[] = [];
   readonly checkpointEvery: number;
+  readonly checkpointCount: number;
   readonly keys: KeyLookup | undefined;
-  readonly chunks: ChunkTable | undefined;
+  private chunkTable: ChunkTable | undefined | null = null;
   private decoded: Columns | undefined;
+  private timeTable: TimeBlock[] | undefined;
 
-  constructor(readonly seg: Segment, readonly base: number, readonly fail: Fail) {
+  /** `src`: the segment's bytes; the columns are fetched only as flows are decoded. */
+  constructor(readonly seg: Segment, readonly src: SegmentBytes, readonly base: number, readonly fail: Fail) {
     const version = seg.version();
     if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
     this.version = version;
@@ -844,7 +815,14 @@ class SegmentData implements SegmentFlows {
     }
     if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
     if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
+    // Planning looks every dictionary up; only the flows it names are decoded.
+    for (const dict of [d.ipv4, d.ipv6, d.macPairs]) src.ensureView(dict);
     this.dictionaries = d;
+    this.classColumn = seg.flowClassArray() ?? EMPTY;
+    this.addrsColumn = seg.flowAddrsArray() ?? EMPTY;
+    this.macsColumn = seg.flowMacsArray() ?? EMPTY;
+    this.timesColumn = seg.flowTimesArray() ?? EMPTY;
+    this.countsColumn = seg.flowCountsArray() ?? EMPTY;
     this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
     // Empty is absent too: re-encoding an index (writeIndexWithChunks) writes every vector.
     this.wireColumn = seg.flowWireLength() ? seg.flowWireArray() : null;
@@ -862,13 +840,18 @@ class SegmentData implements SegmentFlows {
     this.ordered = seg.ordered();
     this.flowCount = seg.flowCount();
     this.checkpointEvery = seg.flowCheckpointEvery();
-    if (this.checkpointEvery > 0 && seg.flowCheckpointsLength() !== Math.ceil(this.flowCount / this.checkpointEvery)) {
+    this.checkpointCount = seg.flowCheckpointsLength();
+    if (this.checkpointEvery > 0 && this.checkpointCount !== Math.ceil(this.flowCount / this.checkpointEvery)) {
       fail('flow checkpoints do not match the flows');
     }
     // An index written before key tables has no checkpoints either (0 = absent).
     this.keys = this.checkpointEvery > 0 ? new SegmentKeys(this) : undefined;
-    this.chunks = decodeChunks(seg.chunks(), this.end, fail);
-    this.decodeBlocks();
+  }
+
+  /** The chunk table, decoded on first use (null: not yet). */
+  get chunks(): ChunkTable | undefined {
+    if (this.chunkTable === null) this.chunkTable = guarded(this.fail, () => decodeChunks(this.seg.chunks(), this.src, this.end, this.fail));
+    return this.chunkTable;
   }
 
   num(v: bigint, what: string): number {
@@ -879,7 +862,9 @@ class SegmentData implements SegmentFlows {
   all(): Columns {
     this.decoded ??= guarded(this.fail, () => {
       const d = newColumns(this, this.flowCount, undefined);
-      const reader = new FlowReader(this);
+      for (const column of [this.classColumn, this.addrsColumn, this.macsColumn, this.timesColumn, this.countsColumn,
+        this.wireColumn ?? EMPTY, this.offsets, this.ports]) this.src.ensureView(column);
+      const reader = new FlowReader(this, true);
       for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
       reader.done();
       return d;
@@ -887,8 +872,27 @@ class SegmentData implements SegmentFlows {
     return this.decoded;
   }
 
-  private decodeBlocks(): void {
-    const blocks = new VarintReader(this.seg.blocksArray() ?? EMPTY, 'blocks', this.fail);
+  /** The time table, decoded on first use: a query whose range holds the whole file never needs it. */
+  get blocks(): TimeBlock[] {
+    this.timeTable ??= guarded(this.fail, () => this.decodeBlocks());
+    return this.timeTable;
+  }
+
+  /** Offset of the first record: where the first block starts, the segment's end when it has none. */
+  get firstRecord(): number {
+    if (this.seg.blockCount() === 0) return this.end;
+    return guarded(this.fail, () => {
+      const column = this.seg.blocksArray() ?? EMPTY;
+      this.src.ensureView(column, 0, Math.min(column.length, 10));
+      return this.start + new VarintReader(column.subarray(0, 10), 'blocks', this.fail).uv();
+    });
+  }
+
+  private decodeBlocks(): TimeBlock[] {
+    const out: TimeBlock[] = [];
+    const column = this.seg.blocksArray() ?? EMPTY;
+    this.src.ensureView(column);
+    const blocks = new VarintReader(column, 'blocks', this.fail);
     const unit = this.nano ? 1n : 1000n;
     let prevOff = this.start;
     let prevHi = hiOf(this.minTs), prevLo = loOf(this.minTs);
@@ -899,24 +903,53 @@ class SegmentData implements SegmentFlows {
       prevHi = blocks.hi;
       prevLo = blocks.lo;
       blocks.plusUv(prevHi, prevLo);
-      this.blocks.push({ offset, end: this.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
-      if (b > 0) this.blocks[b - 1].end = offset;
+      out.push({ offset, end: this.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
+      if (b > 0) out[b - 1].end = offset;
       prevOff = offset;
     }
     blocks.done();
+    return out;
   }
 }
 
-function decodeSegment(bytes: Uint8Array, path: string, k: number, base: number): SegmentData {
+function decodeSegment(src: SegmentBytes, path: string, k: number, base: number): SegmentData {
   const fail = (defect: string): never => {
     throw new IndexError(path, `segment ${k}: ${defect}`);
   };
   return guarded(fail, () => {
-    if (bytes.length < 8) fail('too short for a flatbuffer');
-    const root = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(0, true);
-    if (root + 4 > bytes.length) fail('root table out of bounds');
-    return new SegmentData(Segment.getRootAsSegment(new ByteBuffer(bytes)), base, fail);
+    if (src.length < 8) fail('too short for a flatbuffer');
+    src.ensure(0, 4);
+    const root = new DataView(src.bytes.buffer, src.bytes.byteOffset, 4).getUint32(0, true);
+    if (root + 4 > src.length) fail('root table out of bounds');
+    const bb = src.complete ? new ByteBuffer(src.bytes) : new FetchingByteBuffer(src);
+    return new SegmentData(Segment.getRootAsSegment(bb), src, base, fail);
   });
+}
+
+/**
+ * A ByteBuffer over a segment read lazily: every flatbuffers accessor reads
+ * through these three, so each read first fetches the blocks it touches.
+ * Typed-array views (the columns) are fetched explicitly, by range.
+ */
+class FetchingByteBuffer extends ByteBuffer {
+  constructor(private readonly src: SegmentBytes) {
+    super(src.bytes);
+  }
+
+  override readUint8(offset: number): number {
+    this.src.ensure(offset, offset + 1);
+    return super.readUint8(offset);
+  }
+
+  override readUint16(offset: number): number {
+    this.src.ensure(offset, offset + 2);
+    return super.readUint16(offset);
+  }
+
+  override readInt32(offset: number): number {
+    this.src.ensure(offset, offset + 4);
+    return super.readInt32(offset);
+  }
 }
 
 function formatIpv4(v: number): string {
@@ -961,14 +994,13 @@ class DecodedIndex implements IndexView {
   readonly lastNs: bigint | undefined;
   /** No packet is earlier than the one before it: the file can be streamed in time order. */
   readonly ordered: boolean;
-  readonly timeBlocks: readonly TimeBlock[];
   readonly flowCount: number;
   /** Index of each segment's first flow, plus the total. */
   readonly flowBase: number[];
   readonly segmentFlows: readonly SegmentFlows[];
-  readonly chunks: ChunkTable | undefined;
+  private allBlocks: TimeBlock[] | undefined;
 
-  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean) {
+  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean, private readonly file?: LazyIndexFile) {
     const first: SegmentData | undefined = parts[0];
     const fail = (defect: string): never => {
       throw new IndexError(path, defect);
@@ -995,14 +1027,35 @@ class DecodedIndex implements IndexView {
     const timed = parts.filter((s) => s.packets > 0);
     this.firstNs = timed.length ? timed.reduce((m, s) => (s.minTs < m ? s.minTs : m), timed[0].minTs) * unit : undefined;
     this.lastNs = timed.length ? timed.reduce((m, s) => (s.maxTs > m ? s.maxTs : m), timed[0].maxTs) * unit : undefined;
-    this.timeBlocks = parts.flatMap((s) => s.blocks);
     this.ordered = parts.length > 0 && parts[parts.length - 1]!.ordered;
     this.flowBase = [0];
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
     this.flowCount = this.flowBase[parts.length];
     this.segmentFlows = parts;
-    // Only a published file is compressed, and its index is one segment.
-    this.chunks = parts.length === 1 ? parts[0]!.chunks : undefined;
+  }
+
+  /** Only a published file is compressed, and its index is one segment. */
+  get chunks(): ChunkTable | undefined {
+    return this.parts.length === 1 ? this.parts[0]!.chunks : undefined;
+  }
+
+  release(): void {
+    this.file?.release();
+  }
+
+  get bytesRead(): { bytes: number; of: number } {
+    if (this.file) return { bytes: this.file.bytesRead, of: this.file.size };
+    const size = this.parts.reduce((n, s) => n + s.src.length, 0);
+    return { bytes: size, of: size };
+  }
+
+  get timeBlocks(): readonly TimeBlock[] {
+    this.allBlocks ??= this.parts.flatMap((s) => s.blocks);
+    return this.allBlocks;
+  }
+
+  get firstRecord(): number {
+    return this.parts.find((s) => s.packets > 0)?.firstRecord ?? this.covered.end;
   }
 
   flow(index: number): FlowView {
@@ -1116,7 +1169,7 @@ export function checkIndex(path: string, pcapPath?: string, open: (pcap: string)
   let index: DecodedIndex;
   let all: Float64Array;
   try {
-    index = decodeIndex(fs.readFileSync(path), path, partial);
+    index = decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
     // Decoding the flows can find more defects.
     all = checkConsistency(index, problems);
   } catch (e) {

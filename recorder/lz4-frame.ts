@@ -8,8 +8,13 @@
 // content checksum), BD 0x70 (blocks of at most 4 MiB), content size (u64),
 // header checksum; blocks (u32 size, high bit set when stored raw, then the
 // bytes); end mark (u32 0); XXH32 of the content.
-import { compressSync, uncompressSync } from 'lz4-napi';
+import type * as Lz4 from 'lz4-napi';
 import { xxh32 } from './xxh32';
+
+// Loaded on first use: an extraction from plain files never pays for it.
+let lz4: typeof Lz4 | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const codec = (): typeof Lz4 => (lz4 ??= require('lz4-napi') as typeof Lz4);
 
 export const FRAME_MAGIC = 0x184d2204;
 const FLG = 0x6c;
@@ -41,7 +46,7 @@ export function encodeFrame(content: Uint8Array): Buffer {
     const block = content.subarray(at, at + MAX_BLOCK);
     // compressSync prefixes the block with its content size (u32): that word
     // becomes the frame's block size, so the block is not copied again.
-    const packed = compressSync(Buffer.from(block.buffer, block.byteOffset, block.length));
+    const packed = codec().compressSync(Buffer.from(block.buffer, block.byteOffset, block.length));
     if (packed.length - 4 < block.length) {
       packed.writeUInt32LE(packed.length - 4, 0);
       parts.push(packed);
@@ -118,7 +123,7 @@ export function decodeFrame(frame: Buffer): Buffer {
       frame.writeUInt32LE(expect, at);
       let block: Buffer;
       try {
-        block = uncompressSync(frame.subarray(at, at + 4 + size));
+        block = codec().uncompressSync(frame.subarray(at, at + 4 + size));
       } catch (e) {
         throw new FrameError(`corrupt block (${(e as Error).message})`);
       }

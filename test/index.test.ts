@@ -515,7 +515,7 @@ test('npcapprintindex prints, checks and fails with distinct exit codes', () => 
   const bad = run('-c', '-i', `${pcap}.idx`);
   assert.equal(bad.status, 1);
   assert.equal(bad.stdout, '');
-  assert.match(bad.stderr, /^\S+cli\.pcap\.idx: segment 0: checksum mismatch \(byte 8\)\n$/);
+  assert.match(bad.stderr, /^\S+cli\.pcap\.idx: segment 0: checksum mismatch \(byte \d+\)\n$/);
   assert.equal(run('-i', `${pcap}.idx`).status, 1);
 
   const missing = run('-i', path.join(tmp, 'nope.idx'));
