@@ -73,6 +73,16 @@ export class Compressor {
     this.dispatch();
   }
 
+  /** Files queued or being compressed. */
+  get backlog(): number {
+    return this.queue.length + this.busy.size;
+  }
+
+  /** Threads compressing. */
+  get threads(): number {
+    return this.idle.length + this.busy.size;
+  }
+
   /** Resolves once every queued file is done; the threads then end. */
   async close(): Promise<void> {
     if (this.queue.length || this.busy.size) await new Promise<void>((resolve) => (this.drained = resolve));

@@ -196,6 +196,9 @@ async function main(): Promise<number> {
       error: (message, fatal) => (fatal ? log.error(message) : log.warning(message)),
       notice: (message) => log.notice(message),
       batch: monitor.onBatch,
+      // An import can wait for compression (a live capture never does): the
+      // plain files waiting for it would otherwise crowd the disk limit.
+      holdFiles: () => importing && compressor !== undefined && compressor.backlog > compressor.threads,
       published: (file, packets, bytes) => {
         log.info(`published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)`);
         if (compressor) compressor.add(file);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generatePcap } from '../bench/extract-lib/pcapgen';
 import { compressPcap, decompressFile, frameBoundaries } from '../recorder/compressed-file';
+import { treeBytes } from '../recorder/disk-budget';
 import { COMPRESSING_SUFFIX, DumpSet, indexPathOf, listStorageFiles } from '../recorder/dumpset';
 import { readIndexFile, spanOf, writeIndexWithChunks } from '../recorder/index-file';
 import { FIXTURES, fixture, listNdpiFiles, sharedCorpus } from './helpers/corpus';
@@ -234,6 +235,36 @@ describe('extraction from a compressed dump set equals extraction from the plain
       const good = (await extractBytes(['-t', tl(plainBig), '-b', '0', '-e', 'now'])).bytes;
       assert.ok(good.subarray(0, x.bytes.length).equals(x.bytes), `${what}: wrote bytes the plain dump set does not hold`);
     }
+  });
+});
+
+describe('the disk limit counts compressed files', () => {
+  test('what does not fit plain fits compressed, and the limit holds while both forms exist', async () => {
+    const source = path.join(work, 'limit.pcap');
+    generatePcap(source, { bytes: 24 << 20, seconds: 60, startSec: 1_790_200_000, rareHost: '10.77.77.77', rarePackets: 4, seed: 11 });
+    const LIMIT = 16 * 2 ** 20;
+    const runs: Record<string, { stderr: string; peak: number; kept: number }> = {};
+    for (const [kind, extra] of [['plain', []], ['lz4', ['-M']]] as const) {
+      const dir = fresh(`limit-${kind}`);
+      const child = spawn(process.execPath, [bin('n2disk-ts'), '-i', source, '-o', dir, '-p', '2', '--disk-limit', '16', '-v', ...extra]);
+      children.push(child);
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      let peak = 0;
+      const timer = setInterval(() => (peak = Math.max(peak, fs.existsSync(dir) ? treeBytes(dir) : 0)), 5);
+      const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)));
+      clearInterval(timer);
+      assert.equal(code, 0, stderr);
+      peak = Math.max(peak, treeBytes(dir));
+      const got = await extractBytes(['-t', path.join(dir, 'timeline'), '-b', '0', '-e', 'now']);
+      runs[kind] = { stderr, peak, kept: parsePcap(got.bytes).records.length };
+    }
+    const all = readPcap(source).records.length;
+    assert.match(runs.plain!.stderr, /deleted .* \(disk limit\)/);
+    assert.ok(runs.plain!.kept < all, 'plain: the oldest files went');
+    assert.doesNotMatch(runs.lz4!.stderr, /deleted|left uncompressed/);
+    assert.equal(runs.lz4!.kept, all, 'compressed: every packet kept');
+    for (const [kind, r] of Object.entries(runs)) assert.ok(r.peak <= LIMIT, `${kind}: peak ${r.peak} > limit ${LIMIT}`);
   });
 });
 

@@ -96,6 +96,8 @@ function printText(v: IndexView, out: Output): void {
   out.line(`covered    ${v.covered.start}-${v.covered.end}`);
   out.line(`segments   ${v.segments}`);
   out.line(`timeblocks ${v.timeBlocks.length}`);
+  const chunks = v.chunks;
+  if (chunks) out.line(`chunks     ${chunks.plain.length - 1} LZ4 frames, ${chunks.packed[chunks.packed.length - 1]} bytes compressed`);
   for (const f of v.flows()) {
     const vlan = f.vlan === undefined ? '' : ` vlan ${f.vlan}`;
     const frag = f.flags & META_FRAGMENT ? ' fragments' : '';
@@ -121,6 +123,8 @@ function printJson(v: IndexView, out: Output): void {
     covered: v.covered,
     segments: v.segments,
     timeBlocks: v.timeBlocks.map((b) => ({ ...b, minNs: b.minNs.toString(), maxNs: b.maxNs.toString() })),
+    // Frame k: pcap bytes [plain[k], plain[k + 1]) at [packed[k], packed[k + 1]) of NAME.pcap.lz4.
+    chunks: v.chunks ?? null,
   };
   // The flows array is written piece by piece rather than built as one string.
   out.line(`${JSON.stringify(head).slice(0, -1)},"flows":[`);
