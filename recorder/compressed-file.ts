@@ -1,6 +1,7 @@
 // Compressed dump files (-M): NAME.pcap.lz4 is a concatenation of
-// independent LZ4 frames (recorder/lz4-frame.ts), one per block of the
-// index's time table, so every frame starts at a record. The index NAME.pcap.idx
+// independent LZ4 frames (recorder/lz4-frame.ts), cut at the blocks of the
+// index's time table and, within a block, at the first record past every
+// 256 KiB, so every frame starts at a record. The index NAME.pcap.idx
 // goes on describing the uncompressed bytes and gains a chunk table (where
 // each frame is), so a reader decodes only the frames holding what it wants.
 // Without an index the frames are found from their own headers, which carry
