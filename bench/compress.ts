@@ -9,7 +9,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CompressedReader, compressPcap, frameBoundaries } from '../recorder/compressed-file';
+import { CompressedReader, compressPcap, FRAME_TARGET, frameBoundaries } from '../recorder/compressed-file';
+import { decodeFrame, encodeFrame } from '../recorder/lz4-frame';
 import { listStorageFiles } from '../recorder/dumpset';
 import { readIndexFile, writeIndexFile, writeIndexWithChunks } from '../recorder/index-file';
 import { PcapFormatError } from '../recorder/pcap-file';
@@ -111,6 +112,18 @@ function measureCli(file: string, tool: string, level: string): CliFigure {
   return figure;
 }
 
+/** The codec alone, in memory: `bytes` cut into FRAME_TARGET frames, encoded, then decoded. */
+function measureCodec(bytes: Buffer): string {
+  const frames: Buffer[] = [];
+  const c0 = process.cpuUsage();
+  for (let at = 0; at < bytes.length; at += FRAME_TARGET) frames.push(encodeFrame(bytes.subarray(at, at + FRAME_TARGET)));
+  const c = cpuSeconds(c0);
+  const d0 = process.cpuUsage();
+  for (const f of frames) decodeFrame(f);
+  const d = cpuSeconds(d0);
+  return `  codec alone    (in memory, ${FRAME_TARGET >> 10} KiB frames, no file I/O) compress ${(bytes.length / MB / c).toFixed(0)} MB/s per core  decompress ${(bytes.length / MB / d).toFixed(0)} MB/s per core`;
+}
+
 function report(what: string, m: Measured, clis: CliFigure[]): string[] {
   return [
     `${what}: ${m.files} files, ${(m.plain / MB).toFixed(1)} MB in ${m.frames} frames`,
@@ -135,7 +148,7 @@ async function main(): Promise<void> {
     const own = measureOwn(pcaps, work);
     const all = path.join(work, 'ndpi-all.pcap');
     fs.writeFileSync(all, Buffer.concat(pcaps.map((p) => fs.readFileSync(p))));
-    lines.push(...report('ndpi corpus (classic pcaps; the CLI tools get them concatenated)', own, clis(all)));
+    lines.push(...report('ndpi corpus (classic pcaps; the CLI tools get them concatenated)', own, clis(all)), measureCodec(fs.readFileSync(all)));
     fs.rmSync(all);
   } else lines.push(`ndpi corpus: ${NDPI} absent, skipped`);
 
@@ -144,6 +157,11 @@ async function main(): Promise<void> {
     generatePcap(source, { bytes: args.mb * MB, seconds: SPAN_SEC, startSec: START_SEC, rareHost: RARE_HOST, rarePackets: 20, seed: 7 });
   }
   lines.push(...report('synthetic (bench/extract-lib/pcapgen.ts: one random payload repeated, so it compresses better than real traffic)', measureOwn([source], work), clis(source)));
+  const sample = Buffer.alloc(Math.min(fs.statSync(source).size, 256 << 20));
+  const fd = fs.openSync(source, 'r');
+  fs.readSync(fd, sample, 0, sample.length, 0);
+  fs.closeSync(fd);
+  lines.push(measureCodec(sample));
 
   // Dump sets, recorded by the real recorder with and without -M.
   const sets = { plain: path.join(work, 'plain'), lz4: path.join(work, 'lz4') };
