@@ -109,11 +109,16 @@ export interface ReadOptions {
    * planning does next. Otherwise each later read opens the file again.
    */
   hold?: boolean;
+  /** Read the whole file now and check every block, as npcaprepair does, instead of reading it where it is used. */
+  whole?: boolean;
 }
 
 export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
   // A file being written has a small index with a torn tail to tolerate: read whole.
-  if (opts.partial) return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, true), path, true);
+  if (opts.partial || opts.whole) {
+    const partial = opts.partial ?? false;
+    return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
+  }
   const file = new LazyIndexFile(path);
   try {
     const view = decodeIndex(file.segments, path, false, file);

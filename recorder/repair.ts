@@ -101,7 +101,7 @@ function checkFileIndex(pcap: string, opts: RepairOptions): { problem?: string; 
   if (opts.scope === 'start') return {};
   if (opts.deep) return { problem: checkIndex(idx, pcap)[0] };
   try {
-    const view = readIndexFile(idx);
+    const view = readIndexFile(idx, { whole: true });
     const size = fs.statSync(pcap).size;
     if (view.covered.end !== size) return { problem: `covers ${view.covered.end} bytes of ${size}` };
     return { span: spanOf(view) };
