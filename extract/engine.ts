@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit } from '../recorder/cli';
 import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
-import { IndexError, IndexView, readIndexFile } from '../recorder/index-file';
+import { IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
@@ -231,7 +231,9 @@ export class Extraction {
         this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
         continue;
       }
-      const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      // As planning does: the key tables name the flows worth judging.
+      const pick = this.described.canSkip ? (seg: SegmentFlows) => flowsToJudge(this.expr, seg, index.linktype) : undefined;
+      const toRead = table.addIndex(index.flows(pick), this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
       if (!toRead.size) continue;
       const fd = this.open(file);
       const { beginNs, endNs } = this.query;

@@ -345,7 +345,8 @@ test('an index written before key tables reads as before and is planned by walki
   const now = readIndexFile(path.join(tmp, 'new.pcap.idx'));
   assert.equal(old.segmentFlows[0].keys, undefined);
   assert.ok(now.segmentFlows[0].keys);
-  assert.deepEqual([...old.flows()], [...now.flows()]);
+  const listed = (v: typeof old): unknown[] => [...v.flows()].map(({ offsets, ...flow }) => ({ ...flow, offsets: offsets() }));
+  assert.deepEqual(listed(old), listed(now));
   assert.deepEqual(checkIndex(`${pcap}.idx`, pcap), []);
   const judged = checkJudged(`${pcap}.idx`, false, [['host 10.0.0.2', Infinity], ['port 53', Infinity]]);
   assert.deepEqual(judged, [[old.flowCount], [old.flowCount]]);
