@@ -8,7 +8,7 @@ import { CliError, Exit } from '../recorder/cli';
 import { ByteReader } from '../recorder/byte-reader';
 import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
-import { ChunkTable, IndexError, IndexView, readIndexFile } from '../recorder/index-file';
+import { ChunkTable, IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
@@ -279,7 +279,9 @@ export class Extraction {
         this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
         continue;
       }
-      const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      // As planning does: the key tables name the flows worth judging.
+      const pick = this.described.canSkip ? (seg: SegmentFlows) => flowsToJudge(this.expr, seg, index.linktype) : undefined;
+      const toRead = table.addIndex(index.flows(pick), this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
       if (!toRead.size) continue;
       const source = this.open(f);
       const { beginNs, endNs } = this.query;

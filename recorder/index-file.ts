@@ -134,6 +134,12 @@ export interface FlowView {
   wireBytes: number;
 }
 
+/** A flow as an index lists it, with where its packets are. */
+export interface IndexedFlow extends FlowView {
+  /** Absolute file offsets of the flow's records, increasing. */
+  offsets(): number[];
+}
+
 export interface IndexView {
   readonly path: string;
   /** Linktype, precision and snaplen are 0/false in a partial index with no segment yet. */
@@ -163,7 +169,12 @@ export interface IndexView {
    */
   readonly flowCount: number;
   flow(index: number): FlowView;
-  flows(): IterableIterator<FlowView>;
+  /**
+   * The flows in order, with their record offsets; with `pick`, only those
+   * it names in each segment (undefined: every flow of that segment), found
+   * through the key tables, so that the other flows are never decoded.
+   */
+  flows(pick?: (seg: SegmentFlows) => Uint32Array | undefined): IterableIterator<IndexedFlow>;
   /** The same flows by segment, in order: as columns, and through the key tables. */
   readonly segmentFlows: readonly SegmentFlows[];
   /** Absolute file offsets of the flow's records, increasing. */
@@ -184,11 +195,16 @@ export interface ReadOptions {
    * planning does next. Otherwise each later read opens the file again.
    */
   hold?: boolean;
+  /** Read the whole file now and check every block, as npcaprepair does, instead of reading it where it is used. */
+  whole?: boolean;
 }
 
 export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
   // A file being written has a small index with a torn tail to tolerate: read whole.
-  if (opts.partial) return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, true), path, true);
+  if (opts.partial || opts.whole) {
+    const partial = opts.partial ?? false;
+    return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
+  }
   const file = new LazyIndexFile(path);
   try {
     const view = decodeIndex(file.segments, path, false, file);
@@ -980,6 +996,50 @@ export function formatIpv6(b: Uint8Array): string {
 
 const formatMac = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 
+/** Row `j` of decoded columns as flow number `index` of its index. */
+function flowView(s: FlowColumns, j: number, index: number, nano: boolean): IndexedFlow {
+  const c = s.flowClass[j];
+  const flags = s.classFlags[c];
+  const unit = nano ? 1n : 1000n;
+  const v4 = (flags & META_IPV4) !== 0;
+  const v6 = !v4 && (flags & META_IPV6) !== 0;
+  const addrBytes = (a: number): Uint8Array | undefined => {
+    if (v6) return s.ipv6.slice(a * 16, a * 16 + 16);
+    if (!v4) return undefined;
+    const v = s.ipv4[a];
+    return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  };
+  const addrText = (a: number): string | undefined =>
+    v4 ? formatIpv4(s.ipv4[a]) : v6 ? formatIpv6(s.ipv6.subarray(a * 16, a * 16 + 16)) : undefined;
+  const mac = (half: number): string | undefined =>
+    flags & META_MAC ? formatMac(s.macPairs.subarray(s.mac[j] * 12 + half, s.mac[j] * 12 + half + 6)) : undefined;
+  const ports = (flags & META_PORTS) !== 0;
+  // Text and byte forms are made only when asked for: the planner walks
+  // every flow of every file in range and most of it never looks at them.
+  return {
+    index,
+    ipVersion: v4 ? 4 : v6 ? 6 : undefined,
+    get addrA() { return addrText(s.addrA[j]); },
+    get addrB() { return addrText(s.addrB[j]); },
+    get addrABytes() { return addrBytes(s.addrA[j]); },
+    get addrBBytes() { return addrBytes(s.addrB[j]); },
+    portA: ports ? s.portA[j] : undefined,
+    portB: ports ? s.portB[j] : undefined,
+    ipproto: s.classProto[c],
+    ethertype: s.classEther[c],
+    vlan: flags & META_VLAN ? s.classVlan[c] : undefined,
+    get macA() { return mac(0); },
+    get macB() { return mac(6); },
+    flags,
+    firstNs: ticks(s.minHi[j], s.minLo[j]) * unit,
+    lastNs: ticks(s.maxHi[j], s.maxLo[j]) * unit,
+    packets: s.flowPackets[j],
+    bytes: s.flowCap[j],
+    wireBytes: s.flowWire[j],
+    offsets: () => s.offsets(j),
+  };
+}
+
 class DecodedIndex implements IndexView {
   readonly version: number;
   readonly linktype: number;
@@ -1060,50 +1120,17 @@ class DecodedIndex implements IndexView {
 
   flow(index: number): FlowView {
     const [seg, j] = this.locate(index);
-    const s = seg.all();
-    const c = s.flowClass[j];
-    const flags = s.classFlags[c];
-    const unit = seg.nano ? 1n : 1000n;
-    const v4 = (flags & META_IPV4) !== 0;
-    const v6 = !v4 && (flags & META_IPV6) !== 0;
-    const addrBytes = (a: number): Uint8Array | undefined => {
-      if (v6) return s.ipv6.slice(a * 16, a * 16 + 16);
-      if (!v4) return undefined;
-      const v = s.ipv4[a];
-      return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
-    };
-    const addrText = (a: number): string | undefined =>
-      v4 ? formatIpv4(s.ipv4[a]) : v6 ? formatIpv6(s.ipv6.subarray(a * 16, a * 16 + 16)) : undefined;
-    const mac = (half: number): string | undefined =>
-      flags & META_MAC ? formatMac(s.macPairs.subarray(s.mac[j] * 12 + half, s.mac[j] * 12 + half + 6)) : undefined;
-    const ports = (flags & META_PORTS) !== 0;
-    // Text and byte forms are made only when asked for: the planner walks
-    // every flow of every file in range and most of it never looks at them.
-    return {
-      index,
-      ipVersion: v4 ? 4 : v6 ? 6 : undefined,
-      get addrA() { return addrText(s.addrA[j]); },
-      get addrB() { return addrText(s.addrB[j]); },
-      get addrABytes() { return addrBytes(s.addrA[j]); },
-      get addrBBytes() { return addrBytes(s.addrB[j]); },
-      portA: ports ? s.portA[j] : undefined,
-      portB: ports ? s.portB[j] : undefined,
-      ipproto: s.classProto[c],
-      ethertype: s.classEther[c],
-      vlan: flags & META_VLAN ? s.classVlan[c] : undefined,
-      get macA() { return mac(0); },
-      get macB() { return mac(6); },
-      flags,
-      firstNs: ticks(s.minHi[j], s.minLo[j]) * unit,
-      lastNs: ticks(s.maxHi[j], s.maxLo[j]) * unit,
-      packets: s.flowPackets[j],
-      bytes: s.flowCap[j],
-      wireBytes: s.flowWire[j],
-    };
+    return flowView(seg.all(), j, index, seg.nano);
   }
 
-  *flows(): IterableIterator<FlowView> {
-    for (let i = 0; i < this.flowCount; i++) yield this.flow(i);
+  *flows(pick?: (seg: SegmentFlows) => Uint32Array | undefined): IterableIterator<IndexedFlow> {
+    for (const [k, seg] of this.parts.entries()) {
+      const picked = pick && seg.keys ? pick(seg) : undefined;
+      const cols = picked ? seg.keys!.columns(picked) : seg.all();
+      for (let row = 0; row < cols.flowCount; row++) {
+        yield flowView(cols, row, this.flowBase[k]! + (cols.flowIds ? cols.flowIds[row]! : row), seg.nano);
+      }
+    }
   }
 
   flowOffsets(index: number): number[] {

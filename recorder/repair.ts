@@ -109,7 +109,7 @@ function checkFileIndex(pcap: string, opts: RepairOptions): { problem?: string; 
   if (opts.scope === 'start') return {};
   if (opts.deep) return { problem: (compressed ? checkCompressedIndex(idx, pcap) : checkIndex(idx, pcap))[0] };
   try {
-    const view = readIndexFile(idx);
+    const view = readIndexFile(idx, { whole: true });
     const size = fs.statSync(pcap).size;
     // A compressed file is described by its chunk table, whose last entry holds both lengths.
     const chunks = view.chunks;
