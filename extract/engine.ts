@@ -8,7 +8,7 @@ import { CliError, Exit } from '../recorder/cli';
 import { ByteReader } from '../recorder/byte-reader';
 import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
-import { ChunkTable, IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
+import { ChunkTable, FlowView, IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
@@ -274,14 +274,22 @@ export class Extraction {
   flows(json: boolean): { text: string; note: string | undefined } {
     const table = new FlowTable();
     for (const f of this.toRead) {
-      const { file, index, info } = f;
+      const { file, info } = f;
+      // Read again, and held while its flows are listed: since planning, -M
+      // may have rewritten it (with a chunk table, describing the same packets).
+      const index = f.index && openIndex(file, this.warn);
       if (!index) {
         this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
         continue;
       }
-      // As planning does: the key tables name the flows worth judging.
-      const pick = this.described.canSkip ? (seg: SegmentFlows) => flowsToJudge(this.expr, seg, index.linktype) : undefined;
-      const toRead = table.addIndex(index.flows(pick), this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      let toRead: Map<number, FlowView>;
+      try {
+        // As planning does: the key tables name the flows worth judging.
+        const pick = this.described.canSkip ? (seg: SegmentFlows) => flowsToJudge(this.expr, seg, index.linktype) : undefined;
+        toRead = table.addIndex(index.flows(pick), this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      } finally {
+        index.release();
+      }
       if (!toRead.size) continue;
       const source = this.open(f);
       const { beginNs, endNs } = this.query;
