@@ -5,7 +5,6 @@
 // that a probe compares keys only when the hashes agree.
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace n2d {
@@ -30,15 +29,28 @@ class Interner {
     for (size_t s = h & mask;; s = (s + 1) & mask) {
       uint32_t v = slots_[2 * s];
       if (v == 0) return insert(k, h, s);
-      if (slots_[2 * s + 1] == h && std::memcmp(key(v - 1), k, width_ * 4) == 0) return v - 1;
+      if (slots_[2 * s + 1] == h && same(key(v - 1), k)) return v - 1;
     }
   }
 
  private:
+  bool same(const uint32_t* a, const uint32_t* b) const {
+    for (size_t i = 0; i < width_; i++) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+
   uint32_t hash(const uint32_t* k) const {
     uint64_t h = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i < width_; i++) h = (h ^ k[i]) * 0xff51afd7ed558ccdull;
-    h ^= h >> 32;
+    for (size_t i = 0; i < width_; i++) {
+      h = (h ^ k[i]) * 0xff51afd7ed558ccdull;
+      h ^= h >> 29;
+    }
+    // The slot is taken from the low bits: mix the high ones down (murmur3's finalizer).
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return uint32_t(h);
   }
 
