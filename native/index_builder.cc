@@ -81,14 +81,27 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
   std::string err = check_offsets(meta, count);
   if (!err.empty()) return err;
 
-  uint32_t key[KEY_WORDS];
+  // Keys and hashes first, so that the flow lookups below can be prefetched ahead.
+  batch_keys_.resize(count * KEY_WORDS);
+  batch_hash_.resize(count);
+  batch_swap_.resize(count);
   for (size_t i = 0; i < count; i++) {
+    batch_swap_[i] = flow_key(meta[i], &batch_keys_[i * KEY_WORDS]);
+    batch_hash_[i] = flows_.hash(&batch_keys_[i * KEY_WORDS]);
+  }
+
+  constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
+  for (size_t i = 0; i < count; i++) {
+    if (i + 2 * AHEAD < count) flows_.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
+    if (i + AHEAD < count) {
+      int64_t id = flows_.prefetch_key(batch_hash_[i + AHEAD]);
+      if (id >= 0) __builtin_prefetch(&local_of_[size_t(id)]);
+    }
     const PacketMeta& m = meta[i];
-    bool swap = flow_key(m, key);
     size_t before = flows_.size();
-    uint32_t g = flows_.intern(key);
+    uint32_t g = flows_.intern(&batch_keys_[i * KEY_WORDS], batch_hash_[i]);
     if (g == before) {
-      swapped_.push_back(swap ? 1 : 0);
+      swapped_.push_back(batch_swap_[i]);
       local_of_.push_back(-1);
     }
 
@@ -213,7 +226,7 @@ std::string IndexBuilder::finish(uint64_t file_bytes, std::vector<uint8_t>& out)
   out = encode(Span{0, file_bytes, &global_, nullptr, nullptr, 0, pkt_flow_.size(), file_off_hi_, 0, blocks_.size()});
   // Only the time bounds and the flow count are asked for after this.
   final_flows_ = flows_.size();
-  flows_ = Interner(KEY_WORDS);
+  flows_ = Interner<KEY_WORDS>();
   std::vector<FlowStat>().swap(global_);
   std::vector<FlowStat>().swap(local_);
   std::vector<uint32_t>().swap(local_global_);

@@ -93,7 +93,12 @@ class IndexBuilder {
   VarintSink encode_offsets(const Span& span, std::vector<uint32_t>& at, std::vector<uint64_t>& prev_first) const;
 
   IndexInfo info_;
-  Interner flows_{KEY_WORDS, 1024};
+  // Scratch of add(): the batch's flow keys, their hashes and directions.
+  std::vector<uint32_t> batch_keys_;
+  std::vector<uint32_t> batch_hash_;
+  std::vector<uint8_t> batch_swap_;
+
+  Interner<KEY_WORDS> flows_{1024};
   /** Per global flow: its first packet went from canonical endpoint B to A. */
   std::vector<uint8_t> swapped_;
 

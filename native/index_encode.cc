@@ -135,7 +135,10 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
   auto global = [&](size_t j) -> uint32_t { return in.global_of ? in.global_of[j] : uint32_t(j); };
 
   // Pass 1: dictionaries and their use counts.
-  Interner classes(2), ipv4(1, n_flows), ipv6(4), macs(3);
+  Interner<2> classes;
+  Interner<1> ipv4(n_flows);
+  Interner<4> ipv6;
+  Interner<3> macs;
   std::vector<uint32_t> class_uses(n_flows), v4_uses(2 * n_flows), v6_uses(2 * n_flows), mac_uses(n_flows);
   std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
   for (size_t j = 0; j < n_flows; j++) {

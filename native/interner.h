@@ -9,22 +9,25 @@
 
 namespace n2d {
 
+template <size_t W>
 class Interner {
  public:
-  explicit Interner(size_t width, size_t expected = 16) : width_(width) {
+  explicit Interner(size_t expected = 16) {
     size_t n = 16;
     while (n < 2 * expected) n *= 2;
     slots_.assign(2 * n, 0);
-    keys_.reserve(expected * width);
+    keys_.reserve(expected * W);
   }
 
   size_t size() const { return size_; }
   /** The words of key `id`. */
-  const uint32_t* key(size_t id) const { return keys_.data() + id * width_; }
+  const uint32_t* key(size_t id) const { return keys_.data() + id * W; }
 
-  /** Id of `k` (width words), added if new. */
-  uint32_t intern(const uint32_t* k) {
-    uint32_t h = hash(k);
+  /** Id of `k` (W words), added if new. */
+  uint32_t intern(const uint32_t* k) { return intern(k, hash(k)); }
+
+  /** The same, with `h` = hash(k). */
+  uint32_t intern(const uint32_t* k, uint32_t h) {
     size_t mask = slots_.size() / 2 - 1;
     for (size_t s = h & mask;; s = (s + 1) & mask) {
       uint32_t v = slots_[2 * s];
@@ -33,30 +36,56 @@ class Interner {
     }
   }
 
- private:
-  bool same(const uint32_t* a, const uint32_t* b) const {
-    for (size_t i = 0; i < width_; i++) {
-      if (a[i] != b[i]) return false;
-    }
-    return true;
-  }
-
   uint32_t hash(const uint32_t* k) const {
-    uint64_t h = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i < width_; i++) {
-      h = (h ^ k[i]) * 0xff51afd7ed558ccdull;
-      h ^= h >> 29;
+    // Two independent lanes of 64-bit words keep the chain of multiplications short.
+    uint64_t a = 0x9e3779b97f4a7c15ull, b = 0xc2b2ae3d27d4eb4full;
+    size_t i = 0;
+    for (; i + 4 <= W; i += 4) {
+      a = rotl((a ^ (k[i] | uint64_t(k[i + 1]) << 32)) * 0xff51afd7ed558ccdull, 31);
+      b = rotl((b ^ (k[i + 2] | uint64_t(k[i + 3]) << 32)) * 0xc4ceb9fe1a85ec53ull, 29);
     }
+    for (; i < W; i++) a = rotl((a ^ k[i]) * 0xff51afd7ed558ccdull, 31);
     // The slot is taken from the low bits: mix the high ones down (murmur3's finalizer).
+    uint64_t h = a ^ rotl(b, 32);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 33;
     return uint32_t(h);
   }
 
+  // With many keys nearly every lookup misses the cache twice, on the slot
+  // and on the key. A caller that knows the next lookups' hashes asks for
+  // the slot well ahead and then, once it has arrived, for the key.
+
+  void prefetch_slot(uint32_t h) const { __builtin_prefetch(&slots_[2 * (h & (slots_.size() / 2 - 1))]); }
+
+  /** Prefetches the key that probably is the one hashed to `h`; returns its id, or -1 when there is none. */
+  int64_t prefetch_key(uint32_t h) const {
+    size_t mask = slots_.size() / 2 - 1;
+    for (size_t s = h & mask;; s = (s + 1) & mask) {
+      uint32_t v = slots_[2 * s];
+      if (v == 0) return -1;
+      if (slots_[2 * s + 1] != h) continue;
+      __builtin_prefetch(key(v - 1));
+      return int64_t(v) - 1;
+    }
+  }
+
+ private:
+  static uint64_t rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
+
+  static bool same(const uint32_t* a, const uint32_t* b) {
+    for (size_t i = 0; i < W; i++) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+
   uint32_t insert(const uint32_t* k, uint32_t h, size_t slot) {
     uint32_t id = uint32_t(size_++);
-    keys_.insert(keys_.end(), k, k + width_);
+    keys_.insert(keys_.end(), k, k + W);
     if (size_ * 2 > slots_.size() / 2) {
       grow();
       size_t mask = slots_.size() / 2 - 1;
@@ -81,7 +110,6 @@ class Interner {
     }
   }
 
-  size_t width_;
   size_t size_ = 0;
   std::vector<uint32_t> keys_;
   std::vector<uint32_t> slots_;  // 0 is empty
