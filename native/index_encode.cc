@@ -136,12 +136,21 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
 
   // Pass 1: dictionaries and their use counts.
   Interner<2> classes;
-  Interner<1> ipv4(n_flows);
+  Interner<1> ipv4(2 * n_flows);
   Interner<4> ipv6;
   Interner<3> macs;
   std::vector<uint32_t> class_uses(n_flows), v4_uses(2 * n_flows), v6_uses(2 * n_flows), mac_uses(n_flows);
   std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
+  constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
   for (size_t j = 0; j < n_flows; j++) {
+    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(flows_.key(global(j + 2 * AHEAD)));
+    if (j + AHEAD < n_flows) {
+      const uint32_t* next = flows_.key(global(j + AHEAD));
+      if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
+      }
+    }
     uint32_t g = global(j);
     const uint32_t* k = flows_.key(g);
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
