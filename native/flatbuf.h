@@ -9,13 +9,16 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace n2d {
 
 class FlatBuilder {
  public:
-  explicit FlatBuilder(size_t initial) : buf_(initial < 64 ? 64 : initial) {}
+  // The buffer is left uninitialized (every byte of the result is written), so that the
+  // pages of an over-estimated capacity are never touched.
+  explicit FlatBuilder(size_t initial) : cap_(initial < 64 ? 64 : initial), buf_(new uint8_t[cap_]) {}
 
   /** Bytes written so far; what an offset to the last thing written is. */
   uint32_t offset() const { return uint32_t(size_); }
@@ -92,28 +95,36 @@ class FlatBuilder {
     add_offset(root);
   }
 
-  const uint8_t* data() const { return buf_.data() + buf_.size() - size_; }
+  const uint8_t* data() const { return buf_.get() + cap_ - size_; }
+
+  /** Hands over the buffer, whose last offset() bytes are the flatbuffer (no copy of a large index), and its capacity. */
+  std::unique_ptr<uint8_t[]> release(size_t& capacity) {
+    capacity = cap_;
+    return std::move(buf_);
+  }
 
  private:
   /** Room for n more bytes at the front. */
   void reserve(size_t n) {
-    if (buf_.size() - size_ >= n) return;
-    size_t cap = buf_.size();
+    if (cap_ - size_ >= n) return;
+    size_t cap = cap_;
     while (cap - size_ < n) cap *= 2;
-    std::vector<uint8_t> grown(cap);
-    std::memcpy(grown.data() + cap - size_, data(), size_);
-    buf_.swap(grown);
+    std::unique_ptr<uint8_t[]> grown(new uint8_t[cap]);
+    std::memcpy(grown.get() + cap - size_, data(), size_);
+    buf_ = std::move(grown);
+    cap_ = cap;
   }
 
   /** The next n bytes at the front, now counted as written (room must be reserved). */
   uint8_t* front(size_t n) {
     size_ += n;
-    return buf_.data() + buf_.size() - size_;
+    return buf_.get() + cap_ - size_;
   }
 
-  uint8_t* at(uint32_t off) { return buf_.data() + buf_.size() - off; }
+  uint8_t* at(uint32_t off) { return buf_.get() + cap_ - off; }
 
-  std::vector<uint8_t> buf_;
+  size_t cap_;
+  std::unique_ptr<uint8_t[]> buf_;
   size_t size_ = 0;
   size_t minalign_ = 1;
   uint32_t vector_count_ = 0;

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include <malloc.h>
+
 namespace n2d {
 
 namespace {
@@ -202,7 +204,7 @@ void IndexBuilder::merge_local() {
   local_global_.clear();
 }
 
-std::string IndexBuilder::segment(uint64_t committed, std::vector<uint8_t>& out) {
+std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   if (finished_) return "IndexBuilder.segment() after finish()";
   std::string err = check_end(committed);
   if (!err.empty()) return err;
@@ -216,7 +218,7 @@ std::string IndexBuilder::segment(uint64_t committed, std::vector<uint8_t>& out)
   return {};
 }
 
-std::string IndexBuilder::finish(uint64_t file_bytes, std::vector<uint8_t>& out) {
+std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
   if (finished_) return "IndexBuilder.finish() called twice";
   std::string err = check_end(file_bytes);
   if (!err.empty()) return err;
@@ -234,6 +236,9 @@ std::string IndexBuilder::finish(uint64_t file_bytes, std::vector<uint8_t>& out)
   std::vector<uint8_t>().swap(swapped_);
   std::vector<uint32_t>().swap(pkt_flow_);
   std::vector<uint32_t>().swap(pkt_off_lo_);
+  // Hand the freed memory back to the system now: left to free(), most of it
+  // stayed in the heap (RSS) until the next file's builder grew into it.
+  malloc_trim(0);
   return {};
 }
 

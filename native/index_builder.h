@@ -11,6 +11,7 @@
 // built without C++ exceptions, and a refused call changes nothing.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,13 @@ struct IndexInfo {
 struct FlowStat {
   uint64_t min, max;
   uint64_t packets, cap_bytes, wire_bytes;
+};
+
+/** An encoded segment: the bytes [start, capacity) of `buffer`. */
+struct Encoded {
+  std::unique_ptr<uint8_t[]> buffer;
+  size_t capacity = 0;
+  size_t start = 0;
 };
 
 /** A run of consecutive records of the sparse time table. */
@@ -60,9 +68,9 @@ class IndexBuilder {
   /** Indexes records in file order. */
   std::string add(const PacketMeta* meta, size_t count);
   /** The segment of the packets added since the previous one, covering the file's bytes up to `committed`. */
-  std::string segment(uint64_t committed, std::vector<uint8_t>& out);
+  std::string segment(uint64_t committed, Encoded& out);
   /** The index of the whole file, one segment covering [0, file_bytes). Ends the builder and frees its memory. */
-  std::string finish(uint64_t file_bytes, std::vector<uint8_t>& out);
+  std::string finish(uint64_t file_bytes, Encoded& out);
 
   size_t flow_count() const { return finished_ ? final_flows_ : flows_.size(); }
   /** Earliest and latest packet time so far in ticks; false before any packet. */
@@ -89,7 +97,7 @@ class IndexBuilder {
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
   void merge_local();
-  std::vector<uint8_t> encode(const Span& span) const;
+  Encoded encode(const Span& span) const;
   VarintSink encode_offsets(const Span& span, std::vector<uint32_t>& at, std::vector<uint64_t>& prev_first) const;
 
   IndexInfo info_;

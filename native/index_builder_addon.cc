@@ -43,14 +43,14 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
 
   // (committed) -> Uint8Array
   Napi::Value Segment(const Napi::CallbackInfo& info) {
-    std::vector<uint8_t> out;
+    Encoded out;
     std::string err = builder_->segment(uint64_t(info[0].As<Napi::Number>().DoubleValue()), out);
     return err.empty() ? bytes(info.Env(), std::move(out)) : fail(info.Env(), err);
   }
 
   // (fileBytes) -> Uint8Array
   Napi::Value Finish(const Napi::CallbackInfo& info) {
-    std::vector<uint8_t> out;
+    Encoded out;
     std::string err = builder_->finish(uint64_t(info[0].As<Napi::Number>().DoubleValue()), out);
     return err.empty() ? bytes(info.Env(), std::move(out)) : fail(info.Env(), err);
   }
@@ -80,12 +80,10 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
     return err.empty() ? env.Undefined() : fail(env, err);
   }
 
-  static Napi::Value bytes(Napi::Env env, std::vector<uint8_t>&& v) {
-    auto* owned = new std::vector<uint8_t>(std::move(v));
-    size_t n = owned->size();
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, owned->data(), n,
-                                                  [](Napi::Env, void*, std::vector<uint8_t>* o) { delete o; }, owned);
-    return Napi::Uint8Array::New(env, n, ab, 0);
+  static Napi::Value bytes(Napi::Env env, Encoded&& e) {
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, e.buffer.release(), e.capacity,
+                                                  [](Napi::Env, void* p) { delete[] static_cast<uint8_t*>(p); });
+    return Napi::Uint8Array::New(env, e.capacity - e.start, ab, e.start);
   }
 
   std::unique_ptr<IndexBuilder> builder_;

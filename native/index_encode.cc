@@ -59,6 +59,9 @@ class Postings {
     flows_.reserve(capacity);
   }
 
+  /** About what write() takes: a flow a byte or two, a key a few, a checkpoint 8. */
+  size_t bytes_estimate() const { return keys_.empty() ? 0 : 2 * keys_.size() + 64; }
+
   void add(uint32_t key, uint32_t flow) {
     keys_.push_back(key);
     flows_.push_back(flow);
@@ -126,9 +129,15 @@ uint32_t optional_bytes(FlatBuilder& fb, const VarintSink& s) { return s.size() 
 
 inline uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
 
+/** Frees a temporary now: a whole file's index with millions of flows needs hundreds of MB of them. */
+template <typename T>
+void release(std::vector<T>& v) {
+  std::vector<T>().swap(v);
+}
+
 }  // namespace
 
-std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
+Encoded IndexBuilder::encode(const Span& in) const {
   const std::vector<FlowStat>& stats = *in.stats;
   const size_t n_flows = stats.size();
   const uint64_t n_packets = in.end_packet - in.first_packet;
@@ -186,6 +195,8 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
   const std::vector<uint32_t> v4_rank = rank_by_use(v4_uses, ipv4.size());
   const std::vector<uint32_t> v6_rank = rank_by_use(v6_uses, ipv6.size());
   const std::vector<uint32_t> mac_rank = rank_by_use(mac_uses, macs.size());
+  release(class_uses), release(v4_uses), release(v6_uses), release(mac_uses);
+  classes.seal(), ipv4.seal(), ipv6.seal(), macs.seal();
 
   // Header times: the blocks hold every packet's time.
   uint64_t min_ts = 0, max_ts = 0;
@@ -251,6 +262,8 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
     wire_bytes += f.wire_bytes;
   }
 
+  release(flow_class), release(addr_a), release(addr_b), release(flow_mac);
+
   std::vector<uint32_t> offsets_at;
   std::vector<uint64_t> prev_first_offset;
   const VarintSink offsets = encode_offsets(in, offsets_at, prev_first_offset);
@@ -271,7 +284,8 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
   // Flatbuffers are built back to front: vectors first, then the table.
   FlatBuilder fb(1024 + s_class.size() + s_addrs.size() + 2 * ports.size() + s_macs.size() + s_times.size() +
                  s_counts.size() + s_wire.size() + offsets.size() + s_blocks.size() + 6 * classes.size() +
-                 4 * ipv4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size());
+                 4 * ipv4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size() +
+                 v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
   uint32_t v_classes = 0;
   if (classes.size() > 0) {
     std::vector<uint32_t> by_rank(classes.size());
@@ -386,7 +400,11 @@ std::vector<uint8_t> IndexBuilder::encode(const Span& in) const {
   fb.field<uint32_t>(S_FLOW_CHECKPOINT_EVERY, FLOW_CHECKPOINT_EVERY, 0);
   fb.field_offset(S_FLOW_CHECKPOINTS, v_checkpoints);
   fb.finish(fb.end_object());
-  return std::vector<uint8_t>(fb.data(), fb.data() + fb.offset());
+  Encoded out;
+  size_t size = fb.offset();
+  out.buffer = fb.release(out.capacity);
+  out.start = out.capacity - size;
+  return out;
 }
 
 /**

@@ -23,6 +23,9 @@ class Interner {
   /** The words of key `id`. */
   const uint32_t* key(size_t id) const { return keys_.data() + id * W; }
 
+  /** Frees the lookup table once no key will be added or looked up; key() still works. */
+  void seal() { std::vector<uint32_t>().swap(slots_); }
+
   /** Id of `k` (W words), added if new. */
   uint32_t intern(const uint32_t* k) { return intern(k, hash(k)); }
 
