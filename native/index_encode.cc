@@ -4,7 +4,6 @@
 // the time table.
 #include <algorithm>
 #include <cstring>
-#include <functional>
 
 #include "flatbuf.h"
 #include "index_builder.h"
@@ -39,14 +38,22 @@ std::vector<uint32_t> rank_by_use(const std::vector<uint32_t>& uses, size_t size
   for (size_t id = 0; id < size; id++) most = std::max(most, uses[id]);
   if (size >= ID || most >= (uint64_t(1) << 27)) {
     // The TypeScript builder this replaced packed (uses, id) into one double and
-    // could not rank this many; indexes it wrote keep first-sight order here.
+    // could not rank this many; indexes it wrote keep first-sight order here,
+    // so that a rebuilt index stays equal to the recorded one.
     for (size_t id = 0; id < size; id++) rank[id] = uint32_t(id);
     return rank;
   }
-  std::vector<uint64_t> packed(size);
-  for (size_t id = 0; id < size; id++) packed[id] = uses[id] * ID + (ID - 1 - id);
-  std::sort(packed.begin(), packed.end(), std::greater<uint64_t>());
-  for (size_t r = 0; r < size; r++) rank[ID - 1 - (packed[r] % ID)] = uint32_t(r);
+  // A counting sort by use, ids in increasing order within a count: linear,
+  // where sorting millions of entries of random traffic took a tenth of the CPU.
+  std::vector<uint32_t> next(size_t(most) + 1, 0);  // next[u]: first rank of the entries used u times
+  for (size_t id = 0; id < size; id++) next[uses[id]]++;
+  uint32_t r = 0;
+  for (size_t u = size_t(most) + 1; u-- > 0;) {
+    uint32_t n = next[u];
+    next[u] = r;
+    r += n;
+  }
+  for (size_t id = 0; id < size; id++) rank[id] = next[uses[id]]++;
   return rank;
 }
 
