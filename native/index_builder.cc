@@ -7,9 +7,19 @@
 
 #include <malloc.h>
 
+#include <mutex>
+
 namespace n2d {
 
 namespace {
+
+/**
+ * The arrays of the last finished builder, for the next one: one file's
+ * worth stays mapped for the life of the process (a steady RSS instead of a
+ * saw tooth), and is filled again without page faults.
+ */
+std::mutex parked_lock;
+std::unique_ptr<FileArrays> parked;
 
 /** Time table granularity: a block ends after this many packets or bytes. */
 constexpr uint32_t BLOCK_PACKETS = 1024;
@@ -75,7 +85,24 @@ bool flow_key(const PacketMeta& m, uint32_t* key) {
 
 }  // namespace
 
-IndexBuilder::IndexBuilder(const IndexInfo& info) : info_(info) {}
+IndexBuilder::IndexBuilder(const IndexInfo& info) : info_(info) {
+  std::lock_guard<std::mutex> g(parked_lock);
+  if (parked) {
+    std::swap(a_, *parked);
+    parked.reset();
+  }
+}
+
+void FileArrays::clear() {
+  flows.clear();
+  swapped.clear();
+  global.clear();
+  local.clear();
+  local_global.clear();
+  local_of.clear();
+  pkt_flow.clear();
+  pkt_off_lo.clear();
+}
 
 std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
   if (finished_) return "IndexBuilder.add() after finish()";
@@ -89,46 +116,46 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
   batch_swap_.resize(count);
   for (size_t i = 0; i < count; i++) {
     batch_swap_[i] = flow_key(meta[i], &batch_keys_[i * KEY_WORDS]);
-    batch_hash_[i] = flows_.hash(&batch_keys_[i * KEY_WORDS]);
+    batch_hash_[i] = a_.flows.hash(&batch_keys_[i * KEY_WORDS]);
   }
 
   constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
   for (size_t i = 0; i < count; i++) {
-    if (i + 2 * AHEAD < count) flows_.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
+    if (i + 2 * AHEAD < count) a_.flows.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
     if (i + AHEAD < count) {
-      int64_t id = flows_.prefetch_key(batch_hash_[i + AHEAD]);
-      if (id >= 0) __builtin_prefetch(&local_of_[size_t(id)]);
+      int64_t id = a_.flows.prefetch_key(batch_hash_[i + AHEAD]);
+      if (id >= 0) __builtin_prefetch(&a_.local_of[size_t(id)]);
     }
     const PacketMeta& m = meta[i];
-    size_t before = flows_.size();
-    uint32_t g = flows_.intern(&batch_keys_[i * KEY_WORDS], batch_hash_[i]);
+    size_t before = a_.flows.size();
+    uint32_t g = a_.flows.intern(&batch_keys_[i * KEY_WORDS], batch_hash_[i]);
     if (g == before) {
-      swapped_.push_back(batch_swap_[i]);
-      local_of_.push_back(-1);
+      a_.swapped.push_back(batch_swap_[i]);
+      a_.local_of.push_back(-1);
     }
 
     uint32_t off_hi = uint32_t(m.offset >> 32);
-    size_t n = pkt_flow_.size();
+    size_t n = a_.pkt_flow.size();
     if (n == seg_packet_) seg_off_hi_ = off_hi;
     if (n == 0) file_off_hi_ = off_hi;
 
     // Ticks: ns, or us (floor, as the pcap file stores them) when not nano.
     uint64_t t = info_.nano ? m.ts_ns : m.ts_ns / 1000;
-    int32_t l = local_of_[g];
+    int32_t l = a_.local_of[g];
     if (l < 0) {
-      local_of_[g] = int32_t(local_.size());
-      local_global_.push_back(g);
-      local_.push_back(FlowStat{t, t, 1, m.caplen, m.wirelen});
+      a_.local_of[g] = int32_t(a_.local.size());
+      a_.local_global.push_back(g);
+      a_.local.push_back(FlowStat{t, t, 1, m.caplen, m.wirelen});
     } else {
-      FlowStat& f = local_[size_t(l)];
+      FlowStat& f = a_.local[size_t(l)];
       if (t < f.min) f.min = t;
       else if (t > f.max) f.max = t;
       f.packets++;
       f.cap_bytes += m.caplen;
       f.wire_bytes += m.wirelen;
     }
-    pkt_flow_.push_back(g);
-    pkt_off_lo_.push_back(uint32_t(m.offset));
+    a_.pkt_flow.push_back(g);
+    a_.pkt_off_lo.push_back(uint32_t(m.offset));
     to_block(m.offset, t);
   }
   return {};
@@ -138,14 +165,14 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
 // low words are kept per packet) and not fall before the open segment.
 // Checked before anything changes, so a refused batch leaves the builder as it was.
 std::string IndexBuilder::check_offsets(const PacketMeta* meta, size_t count) {
-  if (pkt_flow_.size() == seg_packet_ && meta[0].offset < seg_start_) {
+  if (a_.pkt_flow.size() == seg_packet_ && meta[0].offset < seg_start_) {
     return "packet offset before the end of the previous segment";
   }
   int64_t last = last_offset_;
   for (size_t i = 0; i < count; i++) {
     int64_t off = int64_t(meta[i].offset);
     if (off <= last) return "packet offsets must increase (record " + std::to_string(i) + " of the batch)";
-    if (pkt_flow_.size() + i > 0 && off - last >= (int64_t(1) << 32)) {
+    if (a_.pkt_flow.size() + i > 0 && off - last >= (int64_t(1) << 32)) {
       return "consecutive records 4 GiB apart or more (record " + std::to_string(i) + " of the batch)";
     }
     last = off;
@@ -156,7 +183,7 @@ std::string IndexBuilder::check_offsets(const PacketMeta* meta, size_t count) {
 
 /** The covered range must hold the segment's packets. */
 std::string IndexBuilder::check_end(uint64_t end) const {
-  if (end < seg_start_ || (pkt_flow_.size() > seg_packet_ && int64_t(end) <= last_offset_)) {
+  if (end < seg_start_ || (a_.pkt_flow.size() > seg_packet_ && int64_t(end) <= last_offset_)) {
     return "index end " + std::to_string(end) + " does not cover the packets added (last record at " +
            std::to_string(last_offset_) + ")";
   }
@@ -164,7 +191,7 @@ std::string IndexBuilder::check_end(uint64_t end) const {
 }
 
 void IndexBuilder::to_block(uint64_t offset, uint64_t t) {
-  if (pkt_flow_.size() > 1 && t < prev_ticks_) ordered_ = false;
+  if (a_.pkt_flow.size() > 1 && t < prev_ticks_) ordered_ = false;
   prev_ticks_ = t;
   if (cur_.packets == BLOCK_PACKETS || (cur_.packets > 0 && offset - cur_.offset >= BLOCK_BYTES)) close_block();
   if (cur_.packets++ == 0) {
@@ -185,23 +212,23 @@ void IndexBuilder::close_block() {
 
 /** Folds the segment's counters into the whole-file ones and empties them. */
 void IndexBuilder::merge_local() {
-  for (size_t j = 0; j < local_.size(); j++) {
-    uint32_t f = local_global_[j];
-    const FlowStat& l = local_[j];
-    local_of_[f] = -1;
-    if (f >= global_.size()) {  // new in this segment (flows are numbered in first-sight order)
-      global_.push_back(l);
+  for (size_t j = 0; j < a_.local.size(); j++) {
+    uint32_t f = a_.local_global[j];
+    const FlowStat& l = a_.local[j];
+    a_.local_of[f] = -1;
+    if (f >= a_.global.size()) {  // new in this segment (flows are numbered in first-sight order)
+      a_.global.push_back(l);
       continue;
     }
-    FlowStat& g = global_[f];
+    FlowStat& g = a_.global[f];
     if (l.min < g.min) g.min = l.min;
     if (l.max > g.max) g.max = l.max;
     g.packets += l.packets;
     g.cap_bytes += l.cap_bytes;
     g.wire_bytes += l.wire_bytes;
   }
-  local_.clear();
-  local_global_.clear();
+  a_.local.clear();
+  a_.local_global.clear();
 }
 
 std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
@@ -209,11 +236,11 @@ std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   std::string err = check_end(committed);
   if (!err.empty()) return err;
   close_block();
-  out = encode(Span{seg_start_, committed, &local_, local_global_.data(), local_of_.data(), seg_packet_,
-                    pkt_flow_.size(), seg_off_hi_, seg_block_, blocks_.size()});
+  out = encode(Span{seg_start_, committed, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
+                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size()});
   merge_local();
   seg_start_ = committed;
-  seg_packet_ = pkt_flow_.size();
+  seg_packet_ = a_.pkt_flow.size();
   seg_block_ = blocks_.size();
   return {};
 }
@@ -225,19 +252,18 @@ std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
   finished_ = true;
   close_block();
   merge_local();
-  out = encode(Span{0, file_bytes, &global_, nullptr, nullptr, 0, pkt_flow_.size(), file_off_hi_, 0, blocks_.size()});
+  out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size()});
   // Only the time bounds and the flow count are asked for after this.
-  final_flows_ = flows_.size();
-  flows_ = Interner<KEY_WORDS>();
-  std::vector<FlowStat>().swap(global_);
-  std::vector<FlowStat>().swap(local_);
-  std::vector<uint32_t>().swap(local_global_);
-  std::vector<int32_t>().swap(local_of_);
-  std::vector<uint8_t>().swap(swapped_);
-  std::vector<uint32_t>().swap(pkt_flow_);
-  std::vector<uint32_t>().swap(pkt_off_lo_);
-  // Hand the freed memory back to the system now: left to free(), most of it
-  // stayed in the heap (RSS) until the next file's builder grew into it.
+  final_flows_ = a_.flows.size();
+  a_.clear();
+  {
+    std::lock_guard<std::mutex> g(parked_lock);
+    if (!parked) parked = std::make_unique<FileArrays>();
+    std::swap(*parked, a_);
+  }
+  a_ = FileArrays();
+  // The encoder's temporaries are freed: hand them back to the system now;
+  // left to free(), most stayed in the heap (RSS) for good.
   malloc_trim(0);
   return {};
 }

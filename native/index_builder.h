@@ -61,18 +61,38 @@ enum FlowKeyWord : size_t {
   KEY_WORDS = 14,
 };
 
+/** The arrays of one file's index that grow with its flows and packets. */
+struct FileArrays {
+  Interner<KEY_WORDS> flows{1024};
+  /** Per global flow: its first packet went from canonical endpoint B to A. */
+  std::vector<uint8_t> swapped;
+  /** Whole-file counters, brought up to date at each segment boundary. */
+  std::vector<FlowStat> global;
+  /** Counters of the current segment, numbered by first sight in it. */
+  std::vector<FlowStat> local;
+  std::vector<uint32_t> local_global;
+  std::vector<int32_t> local_of;
+  // Per packet, in file order: its global flow and the low word of its offset.
+  std::vector<uint32_t> pkt_flow;
+  std::vector<uint32_t> pkt_off_lo;
+
+  /** Empties them, keeping their memory. */
+  void clear();
+};
+
 class IndexBuilder {
  public:
+  /** Takes the arrays a finished builder parked, if any. */
   explicit IndexBuilder(const IndexInfo& info);
 
   /** Indexes records in file order. */
   std::string add(const PacketMeta* meta, size_t count);
   /** The segment of the packets added since the previous one, covering the file's bytes up to `committed`. */
   std::string segment(uint64_t committed, Encoded& out);
-  /** The index of the whole file, one segment covering [0, file_bytes). Ends the builder and frees its memory. */
+  /** The index of the whole file, one segment covering [0, file_bytes). Ends the builder; its arrays are parked. */
   std::string finish(uint64_t file_bytes, Encoded& out);
 
-  size_t flow_count() const { return finished_ ? final_flows_ : flows_.size(); }
+  size_t flow_count() const { return finished_ ? final_flows_ : a_.flows.size(); }
   /** Earliest and latest packet time so far in ticks; false before any packet. */
   bool time_bounds(uint64_t& min, uint64_t& max) const;
   bool nano() const { return info_.nano; }
@@ -106,20 +126,10 @@ class IndexBuilder {
   std::vector<uint32_t> batch_hash_;
   std::vector<uint8_t> batch_swap_;
 
-  Interner<KEY_WORDS> flows_{1024};
-  /** Per global flow: its first packet went from canonical endpoint B to A. */
-  std::vector<uint8_t> swapped_;
-
-  /** Whole-file counters, brought up to date at each segment boundary. */
-  std::vector<FlowStat> global_;
-  /** Counters of the current segment, numbered by first sight in it. */
-  std::vector<FlowStat> local_;
-  std::vector<uint32_t> local_global_;
-  std::vector<int32_t> local_of_;
-
-  // Per packet, in file order: its global flow and the low word of its offset.
-  std::vector<uint32_t> pkt_flow_;
-  std::vector<uint32_t> pkt_off_lo_;
+  // The file's per-flow and per-packet arrays; a finished builder parks them
+  // (emptied) for the next one, which then fills memory that is already
+  // mapped: allocated afresh per file they cost more page faults than work.
+  FileArrays a_;
   int64_t last_offset_ = -1;
 
   // Closed time blocks, and the open one.

@@ -159,22 +159,22 @@ Encoded IndexBuilder::encode(const Span& in) const {
   std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
   constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
   for (size_t j = 0; j < n_flows; j++) {
-    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(flows_.key(global(j + 2 * AHEAD)));
+    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(a_.flows.key(global(j + 2 * AHEAD)));
     if (j + AHEAD < n_flows) {
-      const uint32_t* next = flows_.key(global(j + AHEAD));
+      const uint32_t* next = a_.flows.key(global(j + AHEAD));
       if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
         ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
         ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
       }
     }
     uint32_t g = global(j);
-    const uint32_t* k = flows_.key(g);
+    const uint32_t* k = a_.flows.key(g);
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
     flow_class[j] = classes.intern(k + K_ETHER_VLAN);
     class_uses[flow_class[j]]++;
     // Endpoint A of the index is the source of the flow's first packet.
-    const uint32_t* a = k + (swapped_[g] ? K_ADDR_B : K_ADDR_A);
-    const uint32_t* b = k + (swapped_[g] ? K_ADDR_A : K_ADDR_B);
+    const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
+    const uint32_t* b = k + (a_.swapped[g] ? K_ADDR_A : K_ADDR_B);
     if (flags & META_IPV4) {
       addr_a[j] = ipv4.intern(a);
       addr_b[j] = ipv4.intern(b);
@@ -189,7 +189,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
     if (flags & META_MAC) {
       uint32_t tails = k[K_MAC_TAILS];
       uint32_t pair[3];
-      if (swapped_[g]) {
+      if (a_.swapped[g]) {
         pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
       } else {
         pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
@@ -224,7 +224,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
       port_flows(65536, false, 2 * n_flows);
   for (size_t j = 0; j < n_flows; j++) {
     uint32_t g = global(j);
-    const uint32_t* k = flows_.key(g);
+    const uint32_t* k = a_.flows.key(g);
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
     if (j % FLOW_CHECKPOINT_EVERY == 0) {
       at.push_back(CheckpointAt{uint32_t(s_class.size()), uint32_t(s_addrs.size()), uint32_t(ports.size()),
@@ -243,8 +243,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
     }
     if (flags & META_PORTS) {
       uint32_t p = k[K_PORTS];
-      uint16_t a = uint16_t(swapped_[g] ? p >> 16 : p & 0xffff);
-      uint16_t b = uint16_t(swapped_[g] ? p & 0xffff : p >> 16);
+      uint16_t a = uint16_t(a_.swapped[g] ? p >> 16 : p & 0xffff);
+      uint16_t b = uint16_t(a_.swapped[g] ? p & 0xffff : p >> 16);
       ports.push_back(a);
       ports.push_back(b);
       port_flows.add(a, uint32_t(j));
@@ -430,10 +430,10 @@ VarintSink IndexBuilder::encode_offsets(const Span& in, std::vector<uint32_t>& a
   uint64_t hi = in.first_offset_hi;
   int64_t prev_lo = -1;
   for (size_t p = in.first_packet; p < in.end_packet; p++) {
-    uint32_t lo = pkt_off_lo_[p];
+    uint32_t lo = a_.pkt_off_lo[p];
     if (int64_t(lo) < prev_lo) hi++;  // consecutive records are less than 4 GiB apart (check_offsets)
     prev_lo = lo;
-    uint32_t g = pkt_flow_[p];
+    uint32_t g = a_.pkt_flow[p];
     sorted[fill[in.local_of ? uint32_t(in.local_of[g]) : g]++] = (hi << 32) | lo;
   }
   VarintSink sink(3 * sorted.size() + 16);

@@ -4,6 +4,7 @@
 // power-of-two table kept at most half full; a slot holds (id + 1, hash) so
 // that a probe compares keys only when the hashes agree.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -22,6 +23,13 @@ class Interner {
   size_t size() const { return size_; }
   /** The words of key `id`. */
   const uint32_t* key(size_t id) const { return keys_.data() + id * W; }
+
+  /** Forgets every key, keeping the memory. */
+  void clear() {
+    size_ = 0;
+    keys_.clear();
+    std::fill(slots_.begin(), slots_.end(), 0);
+  }
 
   /** Frees the lookup table once no key will be added or looked up; key() still works. */
   void seal() { std::vector<uint32_t>().swap(slots_); }
