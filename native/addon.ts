@@ -276,8 +276,9 @@ export interface IndexInfo {
  * written by recorder/index-file.ts) from the PacketMeta batches of its
  * packets, in file order. The work is native (native/index_builder.h): per
  * packet it finds the flow and updates counters, per segment or file it
- * encodes. Memory: about 8 bytes a packet and 130 bytes a flow of the whole
- * file, freed by finish(). A call that throws changes nothing.
+ * encodes. Memory: about 8 bytes a packet and 160 bytes a flow of the whole
+ * file, kept after finish() for the next builder to fill (one file's worth
+ * per process). A call that throws changes nothing.
  */
 export class IndexBuilder {
   private readonly native: NativeIndexBuilder;

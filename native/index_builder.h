@@ -4,7 +4,7 @@
 //
 // Per record, add() finds the record's flow, updates that flow's counters
 // for the current segment and its time block, and remembers (flow, offset):
-// about 8 bytes a packet and 130 bytes a flow of the whole file. Everything
+// about 8 bytes a packet and 160 bytes a flow of the whole file. Everything
 // else happens once per segment or per file, in encode (index_encode.cc).
 //
 // Methods return an error message, empty when all went well: the addon is
