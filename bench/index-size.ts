@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexBuilder } from '../native/addon';
+import { containerBytes, frameHeaderBytes } from '../recorder/index-container';
 import { writeIndexFile } from '../recorder/index-file';
 import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';
 import {
@@ -17,8 +18,6 @@ import {
 } from '../recorder/packet-meta';
 import { generateTraffic } from './synthetic-flows';
 
-/** Bytes the container adds to a segment: file header and frame header. */
-const CONTAINER_BYTES = 16;
 /** Synthetic packets per second. */
 const RATE = 300_000;
 
@@ -40,14 +39,15 @@ function synthetic(): void {
       if (pending < RATE) return;
       pending = 0;
       t = process.hrtime.bigint();
-      segmentBytes += b.segment(committed).length + 8;
+      const segment = b.segment(committed).length;
+      segmentBytes += segment + frameHeaderBytes(segment);
       segmentNs += process.hrtime.bigint() - t;
       segments++;
     });
     const t = process.hrtime.bigint();
     const index = b.finish(r.fileBytes);
     const finishMs = Number(process.hrtime.bigint() - t) / 1e6;
-    const bytes = index.length + CONTAINER_BYTES;
+    const bytes = index.length + containerBytes(index.length);
     console.log(`  ${spread.padEnd(7)} ${nano ? 'ns' : 'us'}: ${(bytes / P).toFixed(2)} bytes/packet, ` +
       `${((100 * bytes) / r.fileBytes).toFixed(2)}% of ${(r.fileBytes / 1e9).toFixed(2)} GB, ` +
       `add() ${(P / (Number(addNs) / 1e9) / 1e6).toFixed(2)} M records/s, ` +
@@ -232,14 +232,15 @@ function corpus(dir: string, out: string | undefined): void {
     flows += builder.flowCount;
     pcapBytes += offset;
     sourceBytes += buf.length;
-    indexBytes += index.length + CONTAINER_BYTES;
+    indexBytes += index.length + containerBytes(index.length);
     if (out) {
       const file = path.join(out, `${name.replace(/\.pcapng$|\.pcap$/, '')}.pcap`);
       writePcap(file, cap, records);
       writeIndexFile(`${file}.idx`, index);
     }
   }
-  const empty = new IndexBuilder({ linktype: 1, nano: false, snaplen: 262144 }).finish(24).length + CONTAINER_BYTES;
+  const emptySegment = new IndexBuilder({ linktype: 1, nano: false, snaplen: 262144 }).finish(24).length;
+  const empty = emptySegment + containerBytes(emptySegment);
   console.log(`corpus ${dir}: ${files} files, ${packets} packets, ${flows} flows, ${pcapBytes} pcap bytes ` +
     `(${sourceBytes} as found)`);
   console.log(`  index: ${indexBytes} bytes = ${((100 * indexBytes) / pcapBytes).toFixed(2)}% of the pcap bytes, ` +

@@ -2,12 +2,13 @@
 // files to read, the plan for each, and the packets libpcap keeps, merged by
 // time. The command line (direct reads) and the extraction service (reads on
 // a caller's behalf) both run this one engine.
-import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { PacketFilter } from '../native/addon';
 import { CliError, Exit } from '../recorder/cli';
-import { DumpFile, filesInRange, openDumpFile, openTimeline } from '../recorder/dumpset';
-import { IndexError, IndexView, readIndexFile } from '../recorder/index-file';
+import { ByteReader } from '../recorder/byte-reader';
+import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
+import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
+import { ChunkTable, IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
 import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
@@ -64,11 +65,13 @@ interface OpenedFile {
   /** Read once: link type, precision and where reading stops. */
   info: FileInfo;
   plan: FilePlan | undefined;
+  /** A compressed file's frames, from its index (read while it is open: -M rewrites it once the file is compressed). */
+  chunks: ChunkTable | undefined;
 }
 
 function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undefined {
   try {
-    return readIndexFile(file.index, { partial: file.partial });
+    return readIndexFile(file.index, { partial: file.partial, hold: true });
   } catch (err) {
     if (file.partial && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     warn(`${(err as Error).message}; scanning ${file.pcap} instead`);
@@ -77,26 +80,46 @@ function openIndex(file: DumpFile, warn: (m: string) => void): IndexView | undef
 }
 
 /** What reading a file needs: from its index, or else from the pcap header. */
-function fileInfo(file: DumpFile, index: IndexView | undefined): FileInfo {
+function fileInfo(file: DumpFile, index: IndexView | undefined, stats: DecompressStats): FileInfo {
   if (index) return { linktype: index.linktype, snaplen: index.snaplen, nano: index.nano, end: index.covered.end };
-  const fd = openDumpFile(file);
+  let source: ByteReader | undefined;
   try {
-    const h = readPcapHeader(fd, file.pcap);
+    source = openDumpBytes(file, undefined, stats);
+    const h = readPcapHeader(source, file.pcap);
     if (!h.littleEndian) throw new PcapFormatError(file.pcap, 'byte-swapped pcap, not written by n2disk-ts');
-    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: fs.fstatSync(fd).size };
+    return { linktype: h.linktype, snaplen: h.snaplen, nano: h.nano, end: source.size };
   } catch (e) {
-    throw e instanceof PcapFormatError ? new CliError(e.message, Exit.failure) : e;
+    throw e instanceof PcapFormatError || e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
   } finally {
-    fs.closeSync(fd);
+    source?.close();
   }
 }
 
-function* closeAfter(gen: Generator<Batch>, fd: number): Generator<Batch> {
+/** Reads through a file's batches, closing it when done; a compressed frame that fails its checks is one line and exit 1. */
+function* closeAfter(gen: Generator<Batch>, source: ByteReader): Generator<Batch> {
   try {
     yield* gen;
+  } catch (e) {
+    throw e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
   } finally {
-    fs.closeSync(fd);
+    source.close();
   }
+}
+
+/** How many frames starting at `starts` (then the end) the byte ranges meet. */
+function framesTouched(starts: readonly number[], ranges: readonly ByteRange[]): number {
+  let n = 0;
+  for (let k = 0, r = 0; k + 1 < starts.length && r < ranges.length;) {
+    const range = ranges[r]!;
+    // A range meets a frame when it starts before the frame ends and its last record starts at or after the frame's start.
+    if (range.stop <= starts[k]!) r++;
+    else if (range.start >= starts[k + 1]!) k++;
+    else {
+      n++;
+      k++;
+    }
+  }
+  return n;
 }
 
 /** A planned query: the files in range, what to read of each, and the filter compiled per link type. */
@@ -108,6 +131,7 @@ export class Extraction {
   private readonly described: PlanDescription;
   private readonly files: OpenedFile[] = [];
   private readonly stats: ReadStats = { bytesRead: 0, reads: 0 };
+  private readonly decompressed: DecompressStats = { frames: 0, packedBytes: 0 };
 
   constructor(
     readonly query: Query,
@@ -116,6 +140,10 @@ export class Extraction {
     // libpcap judges the expression once up front, so that a bad one fails
     // even when no file is in range.
     this.filterFor(1, 262144);
+    // The index narrows where to read; a flow is passed over only when the
+    // planner is certain that libpcap would reject every packet of it.
+    this.expr = parseFilter(query.filter);
+    this.described = describePlan(this.expr);
     query.timelines.forEach((dir, t) => {
       let files: DumpFile[];
       try {
@@ -125,34 +153,36 @@ export class Extraction {
       }
       for (const file of files) {
         const index = openIndex(file, warn);
-        this.files.push({ file, timeline: t, index, info: fileInfo(file, index), plan: undefined });
+        const f: OpenedFile = { file, timeline: t, index, info: fileInfo(file, index, this.decompressed), plan: undefined, chunks: undefined };
+        this.files.push(f);
+        // Planned while its index is open: one open per index however many parts of it planning reads.
+        this.plan(f);
+        index?.release();
       }
     });
-    // The index narrows where to read; a flow is passed over only when the
-    // planner is certain that libpcap would reject every packet of it.
-    this.expr = parseFilter(query.filter);
-    this.described = describePlan(this.expr);
-    for (const f of this.files) {
-      if (!f.index) continue;
-      const index = f.index;
-      const mayMatch: FlowFilter | undefined = this.described.canSkip
-        ? {
-            candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
-            test: (cols) => {
-              const judge = columnPlanner(this.expr, cols, index.linktype);
-              return (j) => judge(j) !== 'false';
-            },
-          }
-        : undefined;
-      // Flows are decoded only now, so a defect there (a checksum cannot catch a
-      // writer's bug) still turns the file into a scan.
-      try {
-        f.plan = planFile(index, query.beginNs, query.endNs, mayMatch);
-      } catch (err) {
-        if (!(err instanceof IndexError)) throw err;
-        warn(`${err.message}; scanning ${f.file.pcap} instead`);
-        f.index = undefined;
-      }
+  }
+
+  private plan(f: OpenedFile): void {
+    if (!f.index) return;
+    const index = f.index;
+    const mayMatch: FlowFilter | undefined = this.described.canSkip
+      ? {
+          candidates: (seg) => flowsToJudge(this.expr, seg, index.linktype),
+          test: (cols) => {
+            const judge = columnPlanner(this.expr, cols, index.linktype);
+            return (j) => judge(j) !== 'false';
+          },
+        }
+      : undefined;
+    // Flows are decoded only now, so a defect there (a checksum cannot catch a
+    // writer's bug) still turns the file into a scan.
+    try {
+      f.plan = planFile(index, this.query.beginNs, this.query.endNs, mayMatch);
+      f.chunks = index.chunks;
+    } catch (err) {
+      if (!(err instanceof IndexError)) throw err;
+      this.warn(`${err.message}; scanning ${f.file.pcap} instead`);
+      f.index = undefined;
     }
   }
 
@@ -169,11 +199,16 @@ export class Extraction {
     return f;
   }
 
-  private open(file: DumpFile): number {
+  private open({ file, chunks }: OpenedFile): ByteReader {
     // Opened only when needed: the files not needed are never opened.
-    const fd = openDumpFile(file);
-    this.filesOpened.push(file.pcap);
-    return fd;
+    let source: ByteReader;
+    try {
+      source = openDumpBytes(file, chunks, this.decompressed);
+    } catch (e) {
+      throw e instanceof CompressedFileError ? new CliError(e.message, Exit.failure) : e;
+    }
+    this.filesOpened.push(source.path);
+    return source;
   }
 
   /** The files that will be read: those the index does not rule out. */
@@ -193,19 +228,42 @@ export class Extraction {
     const sum = (f: (p: FilePlan) => number): number => planned.reduce((n, p) => n + (p.plan ? f(p.plan) : 0), 0);
     const fileBytes = planned.reduce((n, p) => n + p.info.end, 0);
     const toReadBytes = this.toReadBytes();
+    const indexes = planned.reduce((n, p) => {
+      const r = p.index?.bytesRead;
+      return r ? { bytes: n.bytes + r.bytes, of: n.of + r.of } : n;
+    }, { bytes: 0, of: 0 });
+    const share = (part: number, whole: number): string => (whole ? ((100 * part) / whole).toFixed(1) : '0');
     return [
       `range ${formatNs(this.query.beginNs)} - ${formatNs(this.query.endNs)}, filter '${this.query.filter}'`,
       ...this.described.lines,
       `files considered ${planned.length}, skipped by time ${by('skip-time')}, skipped by index ${by('skip-index')}, ` +
         `read by flows ${by('flows')}, read in sequence ${by('sequential')}, scanned without index ${planned.filter((p) => !p.plan).length}`,
       `flows judged ${sum((p) => p.flowsJudged)} (in range; only those the key tables name where indexes have them), flows that may match ${sum((p) => p.flowsRead)}; ` +
-        `bytes to read ${toReadBytes} of ${fileBytes} (${fileBytes ? ((100 * toReadBytes) / fileBytes).toFixed(1) : '0'}%)`,
+        `bytes to read ${toReadBytes} of ${fileBytes} (${share(toReadBytes, fileBytes)}%)`,
+      `index bytes read ${indexes.bytes} of ${indexes.of} (${share(indexes.bytes, indexes.of)}%)`,
+      ...this.explainCompressed(),
     ];
+  }
+
+  /** Compressed files in range, and the frames the plans touch (a scan decodes every frame). */
+  private explainCompressed(): string[] {
+    const compressed = this.files.filter((f) => f.file.compressed);
+    if (!compressed.length) return [];
+    let frames = 0, touched = 0;
+    for (const { chunks, plan } of compressed) {
+      if (!chunks) continue;
+      frames += chunks.plain.length - 1;
+      if (plan) touched += framesTouched(chunks.plain, plan.ranges);
+    }
+    const unknown = compressed.filter((f) => !f.chunks).length;
+    return [`compressed files ${compressed.length}: frames to decompress ${touched} of ${frames}` + (unknown ? `, and every frame of ${unknown} files without a chunk table` : '')];
   }
 
   /** After writing: bytes and reads done. */
   readSummary(written: Written): string {
-    return `read ${this.stats.bytesRead} bytes in ${this.stats.reads} reads; wrote ${written.packets} packets`;
+    const { frames, packedBytes } = this.decompressed;
+    const unpacked = frames ? ` (decompressed ${frames} frames from ${packedBytes} compressed bytes)` : '';
+    return `read ${this.stats.bytesRead} bytes in ${this.stats.reads} reads${unpacked}; wrote ${written.packets} packets`;
   }
 
   private toReadBytes(): number {
@@ -215,17 +273,20 @@ export class Extraction {
   /** --flows: connections from the indexes, with packets read only where the index cannot be exact. */
   flows(json: boolean): { text: string; note: string | undefined } {
     const table = new FlowTable();
-    for (const { file, index, info } of this.toRead) {
+    for (const f of this.toRead) {
+      const { file, index, info } = f;
       if (!index) {
         this.warn(`${file.pcap} has no usable index: its connections are not listed (npcaprepair rebuilds it)`);
         continue;
       }
-      const toRead = table.addIndex(index, this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
+      // As planning does: the key tables name the flows worth judging.
+      const pick = this.described.canSkip ? (seg: SegmentFlows) => flowsToJudge(this.expr, seg, index.linktype) : undefined;
+      const toRead = table.addIndex(index.flows(pick), this.query.beginNs, this.query.endNs, (flow) => planFlow(this.expr, flow, index.linktype));
       if (!toRead.size) continue;
-      const fd = this.open(file);
+      const source = this.open(f);
       const { beginNs, endNs } = this.query;
-      const reading = { fd, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
-      for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), fd)) {
+      const reading = { source, end: info.end, filter: this.filterFor(info.linktype, info.snaplen), beginNs, endNs, nano: info.nano, origin: 0 };
+      for (const b of closeAfter(readRanges(reading, coalesce([...toRead.keys()]), this.stats), source)) {
         for (const p of packetsOf(b)) table.countPacket(p, toRead);
       }
     }
@@ -267,13 +328,13 @@ export class Extraction {
 
     const sources: Source[] = [];
     for (const [i, p] of toRead.entries()) {
-      const { file, index, info } = p;
+      const { index, info } = p;
       const filter = this.filterFor(info.linktype, info.snaplen);
       const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: info.end }];
       const read = (): Iterator<Batch> => {
-        const fd = this.open(file);
-        const gen = readRanges({ fd, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
-        return closeAfter(gen, fd);
+        const source = this.open(p);
+        const gen = readRanges({ source, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);
+        return closeAfter(gen, source);
       };
       if (index?.ordered) {
         sources.push({ firstNs: index.firstNs!, lastNs: index.lastNs!, batches: read });

@@ -3,7 +3,7 @@
 // that lies wholly inside the range is counted from the index alone; any
 // other flow that may match has its packets read and judged by libpcap, so
 // the totals are exact either way.
-import { FlowView, IndexView } from '../recorder/index-file';
+import { FlowView, IndexedFlow } from '../recorder/index-file';
 import { Tri } from './planner';
 import { formatNs } from './time';
 import { Packet } from './read';
@@ -64,9 +64,9 @@ export class FlowTable {
    * Counts what the index can, and returns the flows whose packets must be
    * read (keyed by record offset, for countPacket).
    */
-  addIndex(index: IndexView, beginNs: bigint, endNs: bigint, verdict: (f: FlowView) => Tri): Map<number, FlowView> {
+  addIndex(flows: Iterable<IndexedFlow>, beginNs: bigint, endNs: bigint, verdict: (f: FlowView) => Tri): Map<number, FlowView> {
     const toRead = new Map<number, FlowView>();
-    for (const flow of index.flows()) {
+    for (const flow of flows) {
       if (flow.lastNs < beginNs || flow.firstNs >= endNs) continue;
       const v = verdict(flow);
       if (v === 'false') continue;
@@ -75,7 +75,7 @@ export class FlowTable {
         continue;
       }
       this.flowsRead++;
-      for (const o of index.flowOffsets(flow.index)) toRead.set(o, flow);
+      for (const o of flow.offsets()) toRead.set(o, flow);
     }
     return toRead;
   }

@@ -7,7 +7,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
-import { verifyBundle } from './bundle';
 import { askService } from './client';
 import { ConfigError, configPath, ExtractConfig, loadConfig } from './config';
 import { ExtractExit, rangeOf } from './exits';
@@ -187,6 +186,7 @@ async function extractThroughService(req: ExtractRequest, flags: Flags, target: 
 
 async function verify(file: string): Promise<number> {
   const input = file === '-' ? process.stdin : fs.createReadStream(file);
+  const { verifyBundle } = await import('./bundle');
   const verdict = await verifyBundle(input);
   if (verdict.problems.length) {
     for (const p of verdict.problems) process.stderr.write(`${NAME}: ${file}: ${p}\n`);

@@ -9,6 +9,8 @@ import { MAX_CAPLEN, pcapHeader } from '../recorder/pcap-file';
 import { Batch, Packet, packetsOf } from './read';
 
 const FLUSH_BYTES = 1 << 20;
+/** Pending buffers this large on average are written as they are (writev) rather than copied into one. */
+const GATHER_BYTES = 64 << 10;
 
 /** Where packets came from, for pcapng's interface blocks. */
 export interface Origin {
@@ -209,12 +211,23 @@ export class Output {
 
   private async flush(): Promise<void> {
     if (!this.pending.length) return;
-    const data = Buffer.concat(this.pending, this.pendingBytes);
+    const pending = this.pending;
+    const average = this.pendingBytes / pending.length;
     this.pending = [];
     this.pendingBytes = 0;
     const out = this.stream();
+    let ready: boolean;
+    if (average >= GATHER_BYTES) {
+      // Whole batches of records: handed over as they are, in one writev,
+      // since copying them together would cost as much as writing them.
+      out.cork();
+      ready = pending.map((b) => out.write(b)).every(Boolean);
+      out.uncork();
+    } else {
+      ready = out.write(Buffer.concat(pending));
+    }
     // once() rejects if the stream fails instead (a client of the service that went away).
-    if (!out.write(data)) await once(out, 'drain');
+    if (!ready) await once(out, 'drain');
   }
 
   private async endStream(): Promise<void> {

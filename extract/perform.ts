@@ -3,7 +3,6 @@
 // the output goes differs.
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { writeBundle } from './bundle';
 import { Extraction, Written } from './engine';
 import { ExtractRequest } from './request';
 
@@ -34,6 +33,8 @@ export async function perform(req: ExtractRequest, io: Io): Promise<Outcome> {
   const warn = (m: string): void => io.note(`warning: ${m}`);
   if (req.mode === 'bundle') {
     if (typeof io.data === 'string') throw new Error('a bundle is written to a stream');
+    // Loaded only here: bundles need tar and hashing, a fifth of the start-up of every other extraction.
+    const { writeBundle } = await import('./bundle');
     return writeBundle(req, io.data, io.user, warn);
   }
   const extraction = new Extraction(req, warn);

@@ -50,13 +50,17 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   const empty = (how: FilePlan['how']): FilePlan => ({ ranges: [], bytes: 0, flowsRead: 0, flowsJudged: 0, how });
   if (index.firstNs === undefined || index.lastNs === undefined || !overlaps(index.firstNs, index.lastNs, beginNs, endNs)) return empty('skip-time');
 
-  // The time table: blocks whose [min, max] meets the range, merged when adjacent.
+  // The time table: blocks whose [min, max] meets the range, merged when
+  // adjacent; all of them when the range holds the whole file.
   const timeRanges: ByteRange[] = [];
-  for (const b of index.timeBlocks) {
-    if (!overlaps(b.minNs, b.maxNs, beginNs, endNs)) continue;
-    const last = timeRanges[timeRanges.length - 1];
-    if (last && last.stop === b.offset) last.stop = b.end;
-    else timeRanges.push({ start: b.offset, stop: b.end });
+  if (beginNs <= index.firstNs && index.lastNs < endNs) timeRanges.push({ start: index.firstRecord, stop: index.covered.end });
+  else {
+    for (const b of index.timeBlocks) {
+      if (!overlaps(b.minNs, b.maxNs, beginNs, endNs)) continue;
+      const last = timeRanges[timeRanges.length - 1];
+      if (last && last.stop === b.offset) last.stop = b.end;
+      else timeRanges.push({ start: b.offset, stop: b.end });
+    }
   }
   const timeBytes = timeRanges.reduce((n, r) => n + r.stop - r.start, 0);
   if (!mayMatch) return { ranges: timeRanges, bytes: timeBytes, flowsRead: 0, flowsJudged: 0, how: 'sequential' };

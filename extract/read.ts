@@ -1,8 +1,8 @@
 // Reading the packets of one pcap file that fall in a time range and pass a
 // filter. The index only chooses which stretches of the file are read;
 // inside them every record is walked and judged by libpcap (PacketFilter).
-import fs from 'node:fs';
 import { PacketFilter } from '../native/addon';
+import { ByteReader } from '../recorder/byte-reader';
 
 /** A stretch of a file: records starting at `start`, up to those starting before `stop`. */
 export interface ByteRange {
@@ -56,7 +56,8 @@ export const batchOf = (p: Packet): Batch => ({ records: p.record, offsets: [p.o
 
 /** What one file's reading needs besides the ranges. */
 export interface FileReading {
-  fd: number;
+  /** The file's bytes, plain or decompressed as needed. */
+  source: ByteReader;
   /** Records beyond this are not read (a file being written ends at its last index segment). */
   end: number;
   filter: PacketFilter;
@@ -80,7 +81,7 @@ export interface ReadStats {
 
 /** Yields the kept packets of `ranges` (in file order, sorted and not overlapping), one batch per read. */
 export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats: ReadStats): Generator<Batch> {
-  const { fd, filter, beginNs, endNs, nano, origin } = f;
+  const { source, filter, beginNs, endNs, nano, origin } = f;
   const fileEnd = f.end;
   // One read buffer per file, grown as needed: kept records are copied out by the scan.
   let scratch = Buffer.allocUnsafe(0);
@@ -88,11 +89,16 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
     let pos = Math.max(range.start, PCAP_HEADER);
     const stop = Math.min(range.stop, fileEnd);
     let want = Math.min(stop - pos + TAIL, CHUNK);
+    let grown = false;
     while (pos < stop) {
-      const len = Math.min(want, fileEnd - pos);
+      let len = Math.min(want, fileEnd - pos);
+      // A compressed file decodes whole frames, and frames start at records:
+      // the tail that makes sure of the range's last record stays in its frame.
+      const frameEnd = grown ? undefined : source.frameEnd?.(stop - 1);
+      if (frameEnd !== undefined) len = Math.min(len, frameEnd - pos);
       if (scratch.length < len) scratch = Buffer.allocUnsafe(len);
       const buf = scratch;
-      const got = fs.readSync(fd, buf, 0, len, pos);
+      const got = source.read(buf, 0, len, pos);
       stats.bytesRead += got;
       stats.reads++;
       const view = buf.subarray(0, got);
@@ -106,8 +112,10 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
         // what was read, or the file ends inside it.
         if (got < 16 || pos + got >= fileEnd) break;
         want = 16 + view.readUInt32LE(8);
+        grown = true;
         continue;
       }
+      grown = false;
       pos += r.next;
       want = Math.min(stop - pos + TAIL, CHUNK);
     }

@@ -5,7 +5,7 @@
 // its index and its links. What is on disk when the recorder starts counts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DumpSet, INDEX_SUFFIX, listStorageFiles } from './dumpset';
+import { DumpSet, indexPathOf, listStorageFiles } from './dumpset';
 import { readIndexSpan } from './index-file';
 
 interface StoredFile {
@@ -89,7 +89,7 @@ export class DiskBudget {
     this.used = treeBytes(this.dumpSet.storage, sizes);
     if (!this.dumpSet.timeline.startsWith(this.dumpSet.storage + path.sep)) this.used += treeBytes(this.dumpSet.timeline);
     for (const pcap of listStorageFiles(this.dumpSet.storage)) {
-      this.files.push({ pcap, bytes: (sizes.get(pcap) ?? 0) + (sizes.get(pcap + INDEX_SUFFIX) ?? 0) });
+      this.files.push({ pcap, bytes: (sizes.get(pcap) ?? 0) + (sizes.get(indexPathOf(pcap)) ?? 0) });
     }
   }
 
@@ -154,6 +154,17 @@ export class DiskBudget {
     this.files.push({ pcap, bytes, span });
   }
 
+  /** A file compressed (-M): it is deleted under its new name and counts its new size. */
+  replaceFile(pcap: string, by: string, bytes: number): void {
+    for (let i = this.files.length - 1; i >= this.oldest; i--) {
+      const f = this.files[i];
+      if (f?.pcap !== pcap) continue;
+      f.pcap = by;
+      f.bytes = bytes;
+      return;
+    }
+  }
+
   /** Deletes the oldest file with its index and links. False when there is none. */
   deleteOldest(): boolean {
     const f = this.files[this.oldest];
@@ -163,7 +174,7 @@ export class DiskBudget {
       this.files.splice(0, this.oldest);
       this.oldest = 0;
     }
-    const removed = this.dumpSet.remove(f.pcap, f.span ?? readIndexSpan(f.pcap + INDEX_SUFFIX));
+    const removed = this.dumpSet.remove(f.pcap, f.span ?? readIndexSpan(indexPathOf(f.pcap)));
     const dirs = removed.filter((p) => !/\.(pcap|idx)$/.test(p)).length;
     const freed = f.bytes + dirs * this.blockSize;
     this.used -= freed;

@@ -8,6 +8,26 @@ import path from 'node:path';
 /** Suffix of a pcap file still being written (and of its segmented index). */
 export const PART_SUFFIX = '.part';
 export const INDEX_SUFFIX = '.idx';
+/** A published file compressed with -M is NAME.pcap.lz4 (recorder/compressed-file.ts); its index stays NAME.pcap.idx. */
+export const COMPRESSED_SUFFIX = '.lz4';
+/** A compressed file being written, beside the plain file it will replace. */
+export const COMPRESSING_SUFFIX = COMPRESSED_SUFFIX + '.tmp';
+const PCAP = '.pcap';
+const PCAP_LZ4 = PCAP + COMPRESSED_SUFFIX;
+
+export const isCompressedPath = (p: string): boolean => p.endsWith(PCAP_LZ4);
+/** NAME.pcap for NAME.pcap or NAME.pcap.lz4. */
+export const plainPathOf = (p: string): string => (isCompressedPath(p) ? p.slice(0, -COMPRESSED_SUFFIX.length) : p);
+/** The index of a published file, plain or compressed: NAME.pcap.idx. */
+export const indexPathOf = (p: string): string => plainPathOf(p) + INDEX_SUFFIX;
+/** A published pcap file's name, plain or compressed. */
+const isPublishedName = (n: string): boolean => n.endsWith(PCAP) || n.endsWith(PCAP_LZ4);
+
+/** One entry per published file: NAME.pcap.lz4 stands for NAME.pcap when both exist (a compression being finished). */
+function publishedNames(names: string[]): string[] {
+  const all = new Set(names.filter(isPublishedName));
+  return [...all].filter((n) => isCompressedPath(n) || !all.has(n + COMPRESSED_SUFFIX));
+}
 export const DIR_MODE = 0o750;
 export const FILE_MODE = 0o640;
 
@@ -126,7 +146,7 @@ export class DumpSet {
       .sort((a, b) => a - b);
     if (numbered.length) {
       this.dirNumber = numbered[numbered.length - 1]!;
-      this.filesInDir = fs.readdirSync(this.dirPath()).filter((f) => f.endsWith('.pcap')).length;
+      this.filesInDir = publishedNames(fs.readdirSync(this.dirPath())).length;
     }
   }
 
@@ -153,7 +173,8 @@ export class DumpSet {
     const newDir = fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     const base = path.basename(info.partPath).slice(0, -PART_SUFFIX.length - '.pcap'.length);
     let name = `${base}.pcap`;
-    for (let k = 1; fs.existsSync(path.join(dir, name)); k++) name = `${base}_${k}.pcap`;
+    const taken = (n: string): boolean => fs.existsSync(path.join(dir, n)) || fs.existsSync(path.join(dir, n + COMPRESSED_SUFFIX));
+    for (let k = 1; taken(name); k++) name = `${base}_${k}.pcap`;
     const finalPath = path.join(dir, name);
     fs.renameSync(info.partPath, finalPath);
     info.writeIndex(finalPath + INDEX_SUFFIX);
@@ -164,11 +185,27 @@ export class DumpSet {
     return { path: finalPath, made };
   }
 
-  /** The timeline links of a published file (pcap and index) that should exist. */
+  /** The timeline links of a published file, plain or compressed (pcap and index), that should exist. */
   linksOf(pcap: string, minNs: bigint, maxNs: bigint): { link: string; target: string }[] {
     return slotsFor(minNs, maxNs, this.localTime).flatMap((slot) =>
-      [pcap, pcap + INDEX_SUFFIX].map((target) => ({ link: path.join(this.timeline, slot, path.basename(target)), target })),
+      [pcap, indexPathOf(pcap)].map((target) => ({ link: path.join(this.timeline, slot, path.basename(target)), target })),
     );
+  }
+
+  /**
+   * The last step of compressing a published file, whose NAME.pcap.lz4 and
+   * index are complete: links to the compressed file appear, then those to
+   * the plain one go, then the plain file. Readers that listed the plain file
+   * still find its bytes (openDumpBytes falls back to the compressed one).
+   * Returns the links and directories created.
+   */
+  replaceWithCompressed(plain: string, span: { minNs: bigint; maxNs: bigint }): string[] {
+    const made = this.link(plain + COMPRESSED_SUFFIX, span.minNs, span.maxNs);
+    for (const { link } of this.linksOf(plain, span.minNs, span.maxNs)) {
+      if (link.endsWith(PCAP)) fs.rmSync(link, { force: true });
+    }
+    fs.rmSync(plain, { force: true });
+    return made;
   }
 
   /** Creates whichever of a published file's links are missing; returns the links and directories it created. */
@@ -192,7 +229,7 @@ export class DumpSet {
    * whole timeline is searched. Returns the paths removed.
    */
   remove(pcap: string, span: { minNs: bigint; maxNs: bigint } | undefined): string[] {
-    const targets = new Set([pcap, pcap + INDEX_SUFFIX]);
+    const targets = new Set([pcap, indexPathOf(pcap)]);
     const links = span
       ? this.linksOf(pcap, span.minNs, span.maxNs).map((l) => l.link).filter(isLink)
       : [...this.timelineLinks()].filter((l) => targets.has(path.resolve(path.dirname(l), fs.readlinkSync(l))));
@@ -201,7 +238,7 @@ export class DumpSet {
       fs.rmSync(l, { force: true });
       removed.push(l);
     }
-    for (const f of [pcap + INDEX_SUFFIX, pcap]) {
+    for (const f of [indexPathOf(pcap), pcap]) {
       if (fs.existsSync(f)) removed.push(f);
       fs.rmSync(f, { force: true });
     }
@@ -308,9 +345,7 @@ export function listStorageFiles(storage: string): string[] {
     .filter((d) => /^\d+$/.test(d))
     .sort((a, b) => Number(a) - Number(b));
   return dirs.flatMap((d) =>
-    fs
-      .readdirSync(path.join(storage, d))
-      .filter((f) => f.endsWith('.pcap'))
+    publishedNames(fs.readdirSync(path.join(storage, d)))
       .sort(byFirstPacket)
       .map((f) => path.join(storage, d, f)),
   );
@@ -323,6 +358,8 @@ export interface DumpFile {
   index: string;
   /** Being written: only what its segmented index covers is complete. */
   partial: boolean;
+  /** NAME.pcap.lz4: read through recorder/compressed-file.ts. */
+  compressed: boolean;
 }
 
 /** The span [start, end) in ns of a timeline directory, from its path components (Date rolls over). */
@@ -360,7 +397,10 @@ export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint,
       warn(`${link}: points outside the dump set (${real}); not followed`);
       return;
     }
-    if (!found.has(real)) found.set(real, { pcap: real, index: real + INDEX_SUFFIX, partial: false });
+    // While a compression is being finished a slot links both forms of a file: one is read.
+    const key = plainPathOf(real);
+    const compressed = isCompressedPath(real);
+    if (!found.has(key) || compressed) found.set(key, { pcap: real, index: indexPathOf(real), partial: false, compressed });
   };
 
   const walk = (dir: string, parts: number[]): void => {
@@ -371,7 +411,7 @@ export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint,
       return;
     }
     if (parts.length === 5) {
-      for (const n of names) if (n.endsWith('.pcap')) addLink(path.join(dir, n));
+      for (const n of names) if (isPublishedName(n)) addLink(path.join(dir, n));
       return;
     }
     for (const n of names) {
@@ -387,12 +427,12 @@ export function filesInRange(info: TimelineInfo, beginNs: bigint, endNs: bigint,
   };
   walk(info.timeline, []);
   const wide = path.join(info.timeline, WIDE_DIR);
-  if (fs.existsSync(wide)) for (const n of fs.readdirSync(wide)) if (n.endsWith('.pcap')) addLink(path.join(wide, n));
+  if (fs.existsSync(wide)) for (const n of fs.readdirSync(wide)) if (isPublishedName(n)) addLink(path.join(wide, n));
 
   for (const n of fs.readdirSync(storageReal)) {
     if (!n.endsWith('.pcap' + PART_SUFFIX)) continue;
     const p = path.join(storageReal, n);
-    found.set(p, { pcap: p, index: p + INDEX_SUFFIX, partial: true });
+    found.set(p, { pcap: p, index: p + INDEX_SUFFIX, partial: true, compressed: false });
   }
   // Storage order, which is also the order of ties in extraction's output.
   return [...found.values()].sort((a, b) => byFirstPacket(path.basename(a.pcap), path.basename(b.pcap)));

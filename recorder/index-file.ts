@@ -1,102 +1,99 @@
 // The index file: the one module that reads and writes it. extract/ and
 // tools/ see indexes only through readIndexFile() and checkIndex().
 //
-// Container: "N2IX", u32 container version, then segments, each
-//   [u32 length][u32 crc32 of the bytes][flatbuffer Segment (recorder/index.fbs)]
-// all little-endian. A published file's index holds one segment (the whole
-// file); the index of a file being written (NAME.pcap.part.idx) grows by one
-// segment per commit, so a crash can tear only its last segment.
+// An index is a container (recorder/index-container.ts) of flatbuffer
+// segments (recorder/index.fbs). A published file's index holds one segment
+// (the whole file); the index of a file being written (NAME.pcap.part.idx)
+// grows by one segment per commit, so a crash can tear only its last segment.
+// A published index is read lazily: only the blocks a query touches are
+// fetched and checked.
 import fs from 'node:fs';
-import zlib from 'node:zlib';
-import { ByteBuffer } from 'flatbuffers';
-import { FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
+import { Builder, ByteBuffer } from 'flatbuffers';
+import { ByteReader, openPlain } from './byte-reader';
+import { ChunkTable as ChunkTableFb, ChunkTableT, FlowCheckpoint, FlowClass, KeyCheckpoint, KeyTable, Segment } from './index_generated/index_generated';
+import { IndexError, LazyIndexFile, SegmentBytes, segmentsInMemory, writeIndexFile } from './index-container';
 import { META_IPV4, META_IPV6, META_MAC, META_PORTS, META_VLAN } from './packet-meta';
 import { PCAP_HEADER_BYTES, PcapFormatError, PcapHeader, RECORD_HEADER_BYTES, readPcapHeader } from './pcap-file';
 
+export { IndexError, createSegmentedIndex, writeIndexFile } from './index-container';
+export type { SegmentedIndex } from './index-container';
+
 /** Version of the Segment schema's meaning (Segment.version). */
 export const INDEX_FORMAT_VERSION = 1;
-const CONTAINER_VERSION = 1;
-const MAGIC = Buffer.from('N2IX', 'latin1');
-const HEADER_BYTES = 8;
-const FRAME_BYTES = 8;
-const FILE_MODE = 0o640;
-
-export class IndexError extends Error {
-  constructor(readonly file: string, readonly defect: string) {
-    super(`${file}: ${defect}`);
-    this.name = 'IndexError';
-  }
-}
 
 /** The index of a file still being written is named after it: NAME.pcap.part.idx. */
 export const isPartialIndexPath = (path: string): boolean => path.endsWith('.part.idx');
 
-// ---------------------------------------------------------------- writing
+// ---------------------------------------------------------------- chunk table
 
-export interface SegmentedIndex {
-  /** Appends one segment (IndexBuilder.segment()) in a single write. */
-  append(segment: Uint8Array): void;
-  close(): void;
+/**
+ * Where the frames of a compressed file (recorder/compressed-file.ts) are:
+ * frame k holds the pcap's bytes [plain[k], plain[k + 1]) and is stored at
+ * [packed[k], packed[k + 1]) of the compressed file. The last entry holds
+ * both files' lengths.
+ */
+export interface ChunkTable {
+  plain: number[];
+  packed: number[];
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done);
-}
-
-function header(): Buffer {
-  const b = Buffer.alloc(HEADER_BYTES);
-  MAGIC.copy(b, 0);
-  b.writeUInt32LE(CONTAINER_VERSION, 4);
-  return b;
-}
-
-function frame(segment: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(FRAME_BYTES + segment.length);
-  b.writeUInt32LE(segment.length, 0);
-  b.writeUInt32LE(zlib.crc32(segment), 4);
-  b.set(segment, FRAME_BYTES);
-  return b;
-}
-
-/** Creates (or truncates) the index of a file being written. No fsync: a torn tail is expected. */
-export function createSegmentedIndex(path: string): SegmentedIndex {
-  const fd = fs.openSync(path, 'w', FILE_MODE);
-  try {
-    fs.fchmodSync(fd, FILE_MODE);
-    writeAll(fd, header());
-  } catch (e) {
-    fs.closeSync(fd);
-    throw e;
-  }
-  let open = true;
-  return {
-    append(segment: Uint8Array): void {
-      if (!open) throw new Error(`${path}: append after close`);
-      writeAll(fd, frame(segment));
-    },
-    close(): void {
-      if (!open) return;
-      open = false;
-      fs.closeSync(fd);
-    },
+/**
+ * Rewrites a published (one-segment) index with `chunks` as its chunk
+ * table, atomically; everything else it says is unchanged, so it describes
+ * the plain file as well as the compressed one.
+ */
+export function writeIndexWithChunks(path: string, chunks: ChunkTable): void {
+  const segments = segmentsInMemory(fs.readFileSync(path), path, false);
+  if (segments.length !== 1) throw new IndexError(path, `${segments.length} segments; only a published index takes a chunk table`);
+  const fail = (defect: string): never => {
+    throw new IndexError(path, `chunk table: ${defect}`);
   };
+  // Every block checked first: the whole segment is copied into the new one.
+  const defect = segments[0]!.checkAll();
+  if (defect !== undefined) throw new IndexError(path, defect);
+  const seg = decodeSegment(segments[0]!, path, 0, 0);
+  if (chunks.plain[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== seg.end) fail(`does not cover the indexed ${seg.end} bytes`);
+  const t = seg.seg.unpack();
+  t.chunks = new ChunkTableT(encodeChunks(chunks, fail));
+  const b = new Builder(segments[0]!.length + 64);
+  b.finish(t.pack(b));
+  writeIndexFile(path, b.asUint8Array());
 }
 
-/** Writes a one-segment index so that readers see either the old file or the whole new one. */
-export function writeIndexFile(path: string, segment: Uint8Array): void {
-  const tmp = `${path}.tmp`;
-  const fd = fs.openSync(tmp, 'w', FILE_MODE);
-  try {
-    fs.fchmodSync(fd, FILE_MODE);
-    writeAll(fd, Buffer.concat([header(), frame(segment)]));
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
+function encodeChunks(chunks: ChunkTable, fail: Fail): number[] {
+  const out: number[] = [];
+  const uv = (v: number): void => {
+    for (; v >= 0x80; v = Math.floor(v / 0x80)) out.push((v % 0x80) | 0x80);
+    out.push(v);
+  };
+  if (chunks.plain.length !== chunks.packed.length || chunks.plain.length < 2) fail('needs a start and an end for every frame');
+  chunks.plain.forEach((p, k) => {
+    const dp = p - (k ? chunks.plain[k - 1]! : 0);
+    const dc = chunks.packed[k]! - (k ? chunks.packed[k - 1]! : 0);
+    if (dp < 0 || dc < 0 || (k > 0 && (dp === 0 || dc === 0))) fail(`entry ${k} does not increase`);
+    uv(dp);
+    uv(dc);
+  });
+  return out;
+}
+
+function decodeChunks(table: ChunkTableFb | null, src: SegmentBytes, end: number, fail: Fail): ChunkTable | undefined {
+  const bytes = table?.entriesArray();
+  if (!bytes) return undefined;
+  src.ensureView(bytes);
+  const r = new VarintReader(bytes, 'chunk table', fail);
+  const chunks: ChunkTable = { plain: [], packed: [] };
+  for (let p = 0, c = 0; r.pos < bytes.length;) {
+    const dp = r.uv();
+    const dc = r.uv();
+    if (chunks.plain.length && (dp === 0 || dc === 0)) fail('chunk table: entries do not increase');
+    chunks.plain.push((p += dp));
+    chunks.packed.push((c += dc));
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path);
+  if (chunks.plain.length < 2 || chunks.plain[0] !== 0 || chunks.packed[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== end) {
+    fail('chunk table: does not cover the segment from its start to its end');
+  }
+  return chunks;
 }
 
 // ---------------------------------------------------------------- reading
@@ -137,6 +134,12 @@ export interface FlowView {
   wireBytes: number;
 }
 
+/** A flow as an index lists it, with where its packets are. */
+export interface IndexedFlow extends FlowView {
+  /** Absolute file offsets of the flow's records, increasing. */
+  offsets(): number[];
+}
+
 export interface IndexView {
   readonly path: string;
   /** Linktype, precision and snaplen are 0/false in a partial index with no segment yet. */
@@ -155,7 +158,10 @@ export interface IndexView {
   readonly lastNs: bigint | undefined;
   /** No packet is earlier than the one before it: the file can be streamed in time order. */
   readonly ordered: boolean;
+  /** The time table: runs of records with their time span, in file order. */
   readonly timeBlocks: readonly TimeBlock[];
+  /** Offset of the first record (the end of what is covered when there is none). */
+  readonly firstRecord: number;
   /**
    * Flows are numbered across segments in order; a connection that spans
    * several segments of a partial index is one flow per segment, which only
@@ -163,20 +169,51 @@ export interface IndexView {
    */
   readonly flowCount: number;
   flow(index: number): FlowView;
-  flows(): IterableIterator<FlowView>;
+  /**
+   * The flows in order, with their record offsets; with `pick`, only those
+   * it names in each segment (undefined: every flow of that segment), found
+   * through the key tables, so that the other flows are never decoded.
+   */
+  flows(pick?: (seg: SegmentFlows) => Uint32Array | undefined): IterableIterator<IndexedFlow>;
   /** The same flows by segment, in order: as columns, and through the key tables. */
   readonly segmentFlows: readonly SegmentFlows[];
   /** Absolute file offsets of the flow's records, increasing. */
   flowOffsets(index: number): number[];
+  /** Closes a file read with `hold`; what is read after that opens it again. */
+  release(): void;
+  /** How much of the index file has been read: a published index is read only where it is used. */
+  readonly bytesRead: { bytes: number; of: number };
+  /** Where the frames of the compressed file are; undefined unless the file was compressed. */
+  readonly chunks: ChunkTable | undefined;
 }
 
 export interface ReadOptions {
   /** The index of a file being written: a torn last segment is ignored, not an error. */
   partial?: boolean;
+  /**
+   * Keep a published index open until release(), for the reads that
+   * planning does next. Otherwise each later read opens the file again.
+   */
+  hold?: boolean;
+  /** Read the whole file now and check every block, as npcaprepair does, instead of reading it where it is used. */
+  whole?: boolean;
 }
 
 export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
-  return decodeIndex(fs.readFileSync(path), path, opts.partial ?? false);
+  // A file being written has a small index with a torn tail to tolerate: read whole.
+  if (opts.partial || opts.whole) {
+    const partial = opts.partial ?? false;
+    return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
+  }
+  const file = new LazyIndexFile(path);
+  try {
+    const view = decodeIndex(file.segments, path, false, file);
+    if (!opts.hold) file.release();
+    return view;
+  } catch (e) {
+    file.release();
+    throw e;
+  }
 }
 
 /** First and last packet time of a file, in ns. */
@@ -195,59 +232,14 @@ export function readIndexSpan(path: string): TimeSpan | undefined {
   }
 }
 
-function decodeIndex(buf: Uint8Array, path: string, partial: boolean): DecodedIndex {
+function decodeIndex(parts: readonly SegmentBytes[], path: string, partial: boolean, file?: LazyIndexFile): DecodedIndex {
   let base = 0;
-  const segments = splitSegments(buf, path, partial).map((bytes, k) => {
+  const segments = parts.map((bytes, k) => {
     const s = decodeSegment(bytes, path, k, base);
     base += s.flowCount;
     return s;
   });
-  return new DecodedIndex(path, segments, partial);
-}
-
-/** Validates the container and returns each segment's flatbuffer, aligned for typed views (copied only when it is not). */
-function splitSegments(buf: Uint8Array, path: string, partial: boolean): Uint8Array[] {
-  const fail = (defect: string): never => {
-    throw new IndexError(path, defect);
-  };
-  const head = header();
-  if (buf.length < HEADER_BYTES) {
-    // A partial index's header may not have reached the disk yet.
-    if (partial && head.subarray(0, buf.length).equals(buf)) return [];
-    fail(`truncated header (${buf.length} bytes)`);
-  }
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
-  if (!MAGIC.equals(buf.subarray(0, 4))) fail('not an n2disk-ts index (bad magic)');
-  const version = view.getUint32(4, true);
-  if (version !== CONTAINER_VERSION) fail(`unsupported index container version ${version}`);
-
-  const segments: Uint8Array[] = [];
-  for (let at = HEADER_BYTES; at < buf.length;) {
-    const k = segments.length;
-    const left = buf.length - at;
-    if (left < FRAME_BYTES) {
-      if (partial) break;
-      fail(`segment ${k}: truncated frame header at byte ${at}`);
-    }
-    const length = view.getUint32(at, true);
-    const crc = view.getUint32(at + 4, true);
-    if (length > left - FRAME_BYTES) {
-      if (partial) break;
-      fail(`segment ${k}: length ${length} runs past the end of the file (byte ${at})`);
-    }
-    // Views of 8-byte-aligned segments: copying every index read costs as much as reading it.
-    const from = at + FRAME_BYTES;
-    const bytes = (buf.byteOffset + from) % 8 === 0 ? buf.subarray(from, from + length) : buf.slice(from, from + length);
-    at += FRAME_BYTES + length;
-    if (zlib.crc32(bytes) !== crc) {
-      // A torn write ends the file; a bad segment followed by more data is corruption.
-      if (partial && at === buf.length) break;
-      fail(`segment ${k}: checksum mismatch (byte ${at - length - FRAME_BYTES})`);
-    }
-    segments.push(bytes);
-  }
-  if (segments.length === 0 && !partial) fail('no segment');
-  return segments;
+  return new DecodedIndex(path, segments, partial, file);
 }
 
 /** What the flows of a segment index into: flow classes, and the address and MAC dictionaries. */
@@ -329,11 +321,15 @@ class VarintReader {
   pos = 0;
   hi = 0;
   lo = 0;
+  /** Where reading must stop: the end of what has been fetched of a lazily read segment. */
+  limit: number;
 
-  constructor(private readonly bytes: Uint8Array, private readonly what: string, private readonly fail: (d: string) => never) {}
+  constructor(readonly bytes: Uint8Array, private readonly what: string, private readonly fail: (d: string) => never) {
+    this.limit = bytes.length;
+  }
 
   private byte(): number {
-    if (this.pos >= this.bytes.length) this.fail(`${this.what}: ends inside a value`);
+    if (this.pos >= this.limit) this.fail(`${this.what}: ends inside a value`);
     return this.bytes[this.pos++];
   }
 
@@ -341,7 +337,7 @@ class VarintReader {
   uv(): number {
     // Most values fit one byte: planning decodes every flow of every file in range.
     const first = this.bytes[this.pos];
-    if (first !== undefined && first < 0x80) {
+    if (first < 0x80 && this.pos < this.limit) {
       this.pos++;
       return first;
     }
@@ -359,7 +355,7 @@ class VarintReader {
   /** An unsigned 64-bit value into (hi, lo). */
   uv64(): void {
     const first = this.bytes[this.pos];
-    if (first !== undefined && first < 0x80) {
+    if (first < 0x80 && this.pos < this.limit) {
       this.pos++;
       this.hi = 0;
       this.lo = first;
@@ -400,9 +396,10 @@ class VarintReader {
   skip(values: number): void {
     // A tight loop: skipping the offsets of every flow is most of decoding an index.
     const bytes = this.bytes;
+    const limit = this.limit;
     let pos = this.pos;
     for (let left = values; left > 0; pos++) {
-      if (pos >= bytes.length) {
+      if (pos >= limit) {
         this.pos = pos;
         this.fail(`${this.what}: ends inside a value`);
       }
@@ -496,24 +493,55 @@ class FlowReader {
   private readonly wire: VarintReader;
   readonly offs: VarintReader;
   private portAt = 0;
+  private portLimit: number;
   private prevHi: number;
   private prevLo: number;
   private prevFirst: number;
+  private readonly nextCp = new FlowCheckpoint();
   /** The segment's flow number read next. */
   next = 0;
 
-  constructor(private readonly s: SegmentData) {
-    const { seg, fail } = s;
-    this.cls = new VarintReader(seg.flowClassArray() ?? EMPTY, 'flow_class', fail);
-    this.addrs = new VarintReader(seg.flowAddrsArray() ?? EMPTY, 'flow_addrs', fail);
-    this.macs = new VarintReader(seg.flowMacsArray() ?? EMPTY, 'flow_macs', fail);
-    this.times = new VarintReader(seg.flowTimesArray() ?? EMPTY, 'flow_times', fail);
-    this.counts = new VarintReader(seg.flowCountsArray() ?? EMPTY, 'flow_counts', fail);
+  /**
+   * `whole`: the columns have been fetched entirely (SegmentData.all()).
+   * Otherwise reading starts with seek(), and each run of flows between two
+   * checkpoints is fetched as reading enters it.
+   */
+  constructor(private readonly s: SegmentData, private readonly whole: boolean) {
+    const { fail } = s;
+    this.cls = new VarintReader(s.classColumn, 'flow_class', fail);
+    this.addrs = new VarintReader(s.addrsColumn, 'flow_addrs', fail);
+    this.macs = new VarintReader(s.macsColumn, 'flow_macs', fail);
+    this.times = new VarintReader(s.timesColumn, 'flow_times', fail);
+    this.counts = new VarintReader(s.countsColumn, 'flow_counts', fail);
     this.wire = new VarintReader(s.wireColumn ?? EMPTY, 'flow_wire', fail);
     this.offs = new VarintReader(s.offsets, 'flow_offsets', fail);
+    this.portLimit = s.ports.length;
     this.prevHi = hiOf(s.minTs);
     this.prevLo = loOf(s.minTs);
     this.prevFirst = s.start;
+  }
+
+  /**
+   * Fetches the column bytes from where reading stands up to checkpoint
+   * k + 1 (or the end), and stops the readers there: a read past what was
+   * fetched fails instead of seeing zeros.
+   */
+  private enter(k: number): void {
+    const { s } = this;
+    const next = k + 1 < s.checkpointCount ? s.seg.flowCheckpoints(k + 1, this.nextCp) : null;
+    const upTo = (r: VarintReader, at: number | undefined): void => {
+      r.limit = Math.min(at ?? r.bytes.length, r.bytes.length);
+      s.src.ensureView(r.bytes, Math.min(r.pos, r.limit), r.limit);
+    };
+    upTo(this.cls, next?.classAt());
+    upTo(this.addrs, next?.addrsAt());
+    upTo(this.macs, next?.macsAt());
+    upTo(this.times, next?.timesAt());
+    upTo(this.counts, next?.countsAt());
+    upTo(this.wire, next?.wireAt());
+    upTo(this.offs, next?.offsetsAt());
+    this.portLimit = Math.min(next?.portsAt() ?? s.ports.length, s.ports.length);
+    s.src.ensureView(s.ports, 2 * Math.min(this.portAt, this.portLimit), 2 * this.portLimit);
   }
 
   /** Moves to flow number k * every, from its checkpoint. */
@@ -539,6 +567,7 @@ class FlowReader {
     const { fail, ports } = this.s;
     const s = this.s.dictionaries;
     const j = this.next++;
+    if (!this.whole && j % this.s.checkpointEvery === 0) this.enter(j / this.s.checkpointEvery);
     const c = this.cls.uv();
     if (c >= s.classFlags.length) fail(`flow ${j}: class ${c} out of range`);
     d.flowClass[row] = c;
@@ -550,7 +579,7 @@ class FlowReader {
       if (d.addrA[row] >= n || d.addrB[row] >= n) fail(`flow ${j}: address out of range`);
     } else d.addrA[row] = d.addrB[row] = 0;
     if (flags & META_PORTS) {
-      if (this.portAt + 2 > ports.length) fail('flow_ports too short');
+      if (this.portAt + 2 > this.portLimit) fail('flow_ports too short');
       d.portA[row] = ports[this.portAt++];
       d.portB[row] = ports[this.portAt++];
     } else d.portA[row] = d.portB[row] = 0;
@@ -593,13 +622,20 @@ class KeyReader {
   private readonly checkpoints: number;
   private readonly r: VarintReader;
   private readonly cp = new KeyCheckpoint();
+  private readonly nextCp = new KeyCheckpoint();
   /** Ordinal of the entry at r.pos (count when at the end), and the values deltas are taken from. */
   private i: number;
   private prevKey = 0;
   private prevFirst = 0;
 
   /** `dense`: the keys are the dictionary entries 0..count-1 and are not written. */
-  constructor(private readonly table: KeyTable | null, private readonly dense: boolean, private readonly flowCount: number, private readonly fail: Fail) {
+  constructor(
+    private readonly table: KeyTable | null,
+    private readonly dense: boolean,
+    private readonly flowCount: number,
+    private readonly src: SegmentBytes,
+    private readonly fail: Fail,
+  ) {
     this.count = table?.count() ?? 0;
     this.every = table?.every() ?? 1;
     this.checkpoints = table?.checkpointsLength() ?? 0;
@@ -614,7 +650,7 @@ class KeyReader {
     const r = this.r;
     while (this.i < this.count) {
       const at = r.pos;
-      if (this.i % this.every === 0) this.prevKey = this.prevFirst = 0;
+      if (this.i % this.every === 0) this.enter(this.i / this.every);
       const key = this.dense ? this.i : this.prevKey + r.uv();
       if (key > high) {
         r.pos = at;
@@ -634,6 +670,18 @@ class KeyReader {
       this.prevFirst = first;
       this.i++;
     }
+  }
+
+  /**
+   * At checkpoint k: deltas start again from 0, and the entries up to the
+   * next checkpoint are fetched; reading stops there until it enters that one.
+   */
+  private enter(k: number): void {
+    this.prevKey = this.prevFirst = 0;
+    const r = this.r;
+    const next = k + 1 < this.checkpoints ? this.table!.checkpoints(k + 1, this.nextCp)!.at() : r.bytes.length;
+    r.limit = Math.min(next, r.bytes.length);
+    this.src.ensureView(r.bytes, Math.min(r.pos, r.limit), r.limit);
   }
 
   /** Moves to the last checkpoint at or before `key` unless reading on from here is shorter. */
@@ -676,7 +724,8 @@ class SegmentKeys implements KeyLookup {
   ofClasses(classes: Uint8Array): Uint32Array {
     const { s } = this;
     return guarded(s.fail, () => {
-      const r = new VarintReader(s.seg.flowClassArray() ?? EMPTY, 'flow_class', s.fail);
+      s.src.ensureView(s.classColumn);
+      const r = new VarintReader(s.classColumn, 'flow_class', s.fail);
       const out: number[] = [];
       for (let j = 0; j < s.flowCount; j++) if (classes[r.uv()]) out.push(j);
       return Uint32Array.from(out);
@@ -687,7 +736,7 @@ class SegmentKeys implements KeyLookup {
     const { s } = this;
     return guarded(s.fail, () => {
       const d = newColumns(s, flows.length, flows);
-      const reader = new FlowReader(s);
+      const reader = new FlowReader(s, false);
       const cp = new FlowCheckpoint();
       let positioned = false;
       for (let row = 0; row < flows.length; row++) {
@@ -711,7 +760,7 @@ class SegmentKeys implements KeyLookup {
   private lookup(table: KeyTable | null, dense: boolean, ranges: readonly (readonly [number, number])[]): Uint32Array {
     const { s } = this;
     return guarded(s.fail, () => {
-      const reader = new KeyReader(table, dense, s.flowCount, s.fail);
+      const reader = new KeyReader(table, dense, s.flowCount, s.src, s.fail);
       const out: number[] = [];
       for (const [low, high] of ranges) reader.flows(low, high, out);
       const flows = Uint32Array.from(out).sort();
@@ -742,15 +791,23 @@ class SegmentData implements SegmentFlows {
   readonly ordered: boolean;
   readonly flowCount: number;
   readonly dictionaries: SegmentDictionaries;
+  readonly classColumn: Uint8Array;
+  readonly addrsColumn: Uint8Array;
+  readonly macsColumn: Uint8Array;
+  readonly timesColumn: Uint8Array;
+  readonly countsColumn: Uint8Array;
   readonly ports: Uint16Array;
   readonly wireColumn: Uint8Array | null;
   readonly offsets: Uint8Array;
-  readonly blocks: TimeBlock[] = [];
   readonly checkpointEvery: number;
+  readonly checkpointCount: number;
   readonly keys: KeyLookup | undefined;
+  private chunkTable: ChunkTable | undefined | null = null;
   private decoded: Columns | undefined;
+  private timeTable: TimeBlock[] | undefined;
 
-  constructor(readonly seg: Segment, readonly base: number, readonly fail: Fail) {
+  /** `src`: the segment's bytes; the columns are fetched only as flows are decoded. */
+  constructor(readonly seg: Segment, readonly src: SegmentBytes, readonly base: number, readonly fail: Fail) {
     const version = seg.version();
     if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
     this.version = version;
@@ -774,9 +831,17 @@ class SegmentData implements SegmentFlows {
     }
     if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
     if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
+    // Planning looks every dictionary up; only the flows it names are decoded.
+    for (const dict of [d.ipv4, d.ipv6, d.macPairs]) src.ensureView(dict);
     this.dictionaries = d;
+    this.classColumn = seg.flowClassArray() ?? EMPTY;
+    this.addrsColumn = seg.flowAddrsArray() ?? EMPTY;
+    this.macsColumn = seg.flowMacsArray() ?? EMPTY;
+    this.timesColumn = seg.flowTimesArray() ?? EMPTY;
+    this.countsColumn = seg.flowCountsArray() ?? EMPTY;
     this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
-    this.wireColumn = seg.flowWireArray();
+    // Empty is absent too: re-encoding an index (writeIndexWithChunks) writes every vector.
+    this.wireColumn = seg.flowWireLength() ? seg.flowWireArray() : null;
     this.offsets = seg.flowOffsetsArray() ?? EMPTY;
     this.linktype = seg.linktype();
     this.nano = seg.nano();
@@ -791,12 +856,18 @@ class SegmentData implements SegmentFlows {
     this.ordered = seg.ordered();
     this.flowCount = seg.flowCount();
     this.checkpointEvery = seg.flowCheckpointEvery();
-    if (this.checkpointEvery > 0 && seg.flowCheckpointsLength() !== Math.ceil(this.flowCount / this.checkpointEvery)) {
+    this.checkpointCount = seg.flowCheckpointsLength();
+    if (this.checkpointEvery > 0 && this.checkpointCount !== Math.ceil(this.flowCount / this.checkpointEvery)) {
       fail('flow checkpoints do not match the flows');
     }
     // An index written before key tables has no checkpoints either (0 = absent).
     this.keys = this.checkpointEvery > 0 ? new SegmentKeys(this) : undefined;
-    this.decodeBlocks();
+  }
+
+  /** The chunk table, decoded on first use (null: not yet). */
+  get chunks(): ChunkTable | undefined {
+    if (this.chunkTable === null) this.chunkTable = guarded(this.fail, () => decodeChunks(this.seg.chunks(), this.src, this.end, this.fail));
+    return this.chunkTable;
   }
 
   num(v: bigint, what: string): number {
@@ -807,7 +878,9 @@ class SegmentData implements SegmentFlows {
   all(): Columns {
     this.decoded ??= guarded(this.fail, () => {
       const d = newColumns(this, this.flowCount, undefined);
-      const reader = new FlowReader(this);
+      for (const column of [this.classColumn, this.addrsColumn, this.macsColumn, this.timesColumn, this.countsColumn,
+        this.wireColumn ?? EMPTY, this.offsets, this.ports]) this.src.ensureView(column);
+      const reader = new FlowReader(this, true);
       for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
       reader.done();
       return d;
@@ -815,8 +888,27 @@ class SegmentData implements SegmentFlows {
     return this.decoded;
   }
 
-  private decodeBlocks(): void {
-    const blocks = new VarintReader(this.seg.blocksArray() ?? EMPTY, 'blocks', this.fail);
+  /** The time table, decoded on first use: a query whose range holds the whole file never needs it. */
+  get blocks(): TimeBlock[] {
+    this.timeTable ??= guarded(this.fail, () => this.decodeBlocks());
+    return this.timeTable;
+  }
+
+  /** Offset of the first record: where the first block starts, the segment's end when it has none. */
+  get firstRecord(): number {
+    if (this.seg.blockCount() === 0) return this.end;
+    return guarded(this.fail, () => {
+      const column = this.seg.blocksArray() ?? EMPTY;
+      this.src.ensureView(column, 0, Math.min(column.length, 10));
+      return this.start + new VarintReader(column.subarray(0, 10), 'blocks', this.fail).uv();
+    });
+  }
+
+  private decodeBlocks(): TimeBlock[] {
+    const out: TimeBlock[] = [];
+    const column = this.seg.blocksArray() ?? EMPTY;
+    this.src.ensureView(column);
+    const blocks = new VarintReader(column, 'blocks', this.fail);
     const unit = this.nano ? 1n : 1000n;
     let prevOff = this.start;
     let prevHi = hiOf(this.minTs), prevLo = loOf(this.minTs);
@@ -827,24 +919,53 @@ class SegmentData implements SegmentFlows {
       prevHi = blocks.hi;
       prevLo = blocks.lo;
       blocks.plusUv(prevHi, prevLo);
-      this.blocks.push({ offset, end: this.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
-      if (b > 0) this.blocks[b - 1].end = offset;
+      out.push({ offset, end: this.end, packets, minNs: ticks(prevHi, prevLo) * unit, maxNs: ticks(blocks.hi, blocks.lo) * unit });
+      if (b > 0) out[b - 1].end = offset;
       prevOff = offset;
     }
     blocks.done();
+    return out;
   }
 }
 
-function decodeSegment(bytes: Uint8Array, path: string, k: number, base: number): SegmentData {
+function decodeSegment(src: SegmentBytes, path: string, k: number, base: number): SegmentData {
   const fail = (defect: string): never => {
     throw new IndexError(path, `segment ${k}: ${defect}`);
   };
   return guarded(fail, () => {
-    if (bytes.length < 8) fail('too short for a flatbuffer');
-    const root = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(0, true);
-    if (root + 4 > bytes.length) fail('root table out of bounds');
-    return new SegmentData(Segment.getRootAsSegment(new ByteBuffer(bytes)), base, fail);
+    if (src.length < 8) fail('too short for a flatbuffer');
+    src.ensure(0, 4);
+    const root = new DataView(src.bytes.buffer, src.bytes.byteOffset, 4).getUint32(0, true);
+    if (root + 4 > src.length) fail('root table out of bounds');
+    const bb = src.complete ? new ByteBuffer(src.bytes) : new FetchingByteBuffer(src);
+    return new SegmentData(Segment.getRootAsSegment(bb), src, base, fail);
   });
+}
+
+/**
+ * A ByteBuffer over a segment read lazily: every flatbuffers accessor reads
+ * through these three, so each read first fetches the blocks it touches.
+ * Typed-array views (the columns) are fetched explicitly, by range.
+ */
+class FetchingByteBuffer extends ByteBuffer {
+  constructor(private readonly src: SegmentBytes) {
+    super(src.bytes);
+  }
+
+  override readUint8(offset: number): number {
+    this.src.ensure(offset, offset + 1);
+    return super.readUint8(offset);
+  }
+
+  override readUint16(offset: number): number {
+    this.src.ensure(offset, offset + 2);
+    return super.readUint16(offset);
+  }
+
+  override readInt32(offset: number): number {
+    this.src.ensure(offset, offset + 4);
+    return super.readInt32(offset);
+  }
 }
 
 function formatIpv4(v: number): string {
@@ -875,6 +996,50 @@ export function formatIpv6(b: Uint8Array): string {
 
 const formatMac = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 
+/** Row `j` of decoded columns as flow number `index` of its index. */
+function flowView(s: FlowColumns, j: number, index: number, nano: boolean): IndexedFlow {
+  const c = s.flowClass[j];
+  const flags = s.classFlags[c];
+  const unit = nano ? 1n : 1000n;
+  const v4 = (flags & META_IPV4) !== 0;
+  const v6 = !v4 && (flags & META_IPV6) !== 0;
+  const addrBytes = (a: number): Uint8Array | undefined => {
+    if (v6) return s.ipv6.slice(a * 16, a * 16 + 16);
+    if (!v4) return undefined;
+    const v = s.ipv4[a];
+    return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  };
+  const addrText = (a: number): string | undefined =>
+    v4 ? formatIpv4(s.ipv4[a]) : v6 ? formatIpv6(s.ipv6.subarray(a * 16, a * 16 + 16)) : undefined;
+  const mac = (half: number): string | undefined =>
+    flags & META_MAC ? formatMac(s.macPairs.subarray(s.mac[j] * 12 + half, s.mac[j] * 12 + half + 6)) : undefined;
+  const ports = (flags & META_PORTS) !== 0;
+  // Text and byte forms are made only when asked for: the planner walks
+  // every flow of every file in range and most of it never looks at them.
+  return {
+    index,
+    ipVersion: v4 ? 4 : v6 ? 6 : undefined,
+    get addrA() { return addrText(s.addrA[j]); },
+    get addrB() { return addrText(s.addrB[j]); },
+    get addrABytes() { return addrBytes(s.addrA[j]); },
+    get addrBBytes() { return addrBytes(s.addrB[j]); },
+    portA: ports ? s.portA[j] : undefined,
+    portB: ports ? s.portB[j] : undefined,
+    ipproto: s.classProto[c],
+    ethertype: s.classEther[c],
+    vlan: flags & META_VLAN ? s.classVlan[c] : undefined,
+    get macA() { return mac(0); },
+    get macB() { return mac(6); },
+    flags,
+    firstNs: ticks(s.minHi[j], s.minLo[j]) * unit,
+    lastNs: ticks(s.maxHi[j], s.maxLo[j]) * unit,
+    packets: s.flowPackets[j],
+    bytes: s.flowCap[j],
+    wireBytes: s.flowWire[j],
+    offsets: () => s.offsets(j),
+  };
+}
+
 class DecodedIndex implements IndexView {
   readonly version: number;
   readonly linktype: number;
@@ -889,13 +1054,13 @@ class DecodedIndex implements IndexView {
   readonly lastNs: bigint | undefined;
   /** No packet is earlier than the one before it: the file can be streamed in time order. */
   readonly ordered: boolean;
-  readonly timeBlocks: readonly TimeBlock[];
   readonly flowCount: number;
   /** Index of each segment's first flow, plus the total. */
   readonly flowBase: number[];
   readonly segmentFlows: readonly SegmentFlows[];
+  private allBlocks: TimeBlock[] | undefined;
 
-  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean) {
+  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean, private readonly file?: LazyIndexFile) {
     const first: SegmentData | undefined = parts[0];
     const fail = (defect: string): never => {
       throw new IndexError(path, defect);
@@ -922,7 +1087,6 @@ class DecodedIndex implements IndexView {
     const timed = parts.filter((s) => s.packets > 0);
     this.firstNs = timed.length ? timed.reduce((m, s) => (s.minTs < m ? s.minTs : m), timed[0].minTs) * unit : undefined;
     this.lastNs = timed.length ? timed.reduce((m, s) => (s.maxTs > m ? s.maxTs : m), timed[0].maxTs) * unit : undefined;
-    this.timeBlocks = parts.flatMap((s) => s.blocks);
     this.ordered = parts.length > 0 && parts[parts.length - 1]!.ordered;
     this.flowBase = [0];
     for (const s of parts) this.flowBase.push(this.flowBase[this.flowBase.length - 1] + s.flowCount);
@@ -930,52 +1094,43 @@ class DecodedIndex implements IndexView {
     this.segmentFlows = parts;
   }
 
-  flow(index: number): FlowView {
-    const [seg, j] = this.locate(index);
-    const s = seg.all();
-    const c = s.flowClass[j];
-    const flags = s.classFlags[c];
-    const unit = seg.nano ? 1n : 1000n;
-    const v4 = (flags & META_IPV4) !== 0;
-    const v6 = !v4 && (flags & META_IPV6) !== 0;
-    const addrBytes = (a: number): Uint8Array | undefined => {
-      if (v6) return s.ipv6.slice(a * 16, a * 16 + 16);
-      if (!v4) return undefined;
-      const v = s.ipv4[a];
-      return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
-    };
-    const addrText = (a: number): string | undefined =>
-      v4 ? formatIpv4(s.ipv4[a]) : v6 ? formatIpv6(s.ipv6.subarray(a * 16, a * 16 + 16)) : undefined;
-    const mac = (half: number): string | undefined =>
-      flags & META_MAC ? formatMac(s.macPairs.subarray(s.mac[j] * 12 + half, s.mac[j] * 12 + half + 6)) : undefined;
-    const ports = (flags & META_PORTS) !== 0;
-    // Text and byte forms are made only when asked for: the planner walks
-    // every flow of every file in range and most of it never looks at them.
-    return {
-      index,
-      ipVersion: v4 ? 4 : v6 ? 6 : undefined,
-      get addrA() { return addrText(s.addrA[j]); },
-      get addrB() { return addrText(s.addrB[j]); },
-      get addrABytes() { return addrBytes(s.addrA[j]); },
-      get addrBBytes() { return addrBytes(s.addrB[j]); },
-      portA: ports ? s.portA[j] : undefined,
-      portB: ports ? s.portB[j] : undefined,
-      ipproto: s.classProto[c],
-      ethertype: s.classEther[c],
-      vlan: flags & META_VLAN ? s.classVlan[c] : undefined,
-      get macA() { return mac(0); },
-      get macB() { return mac(6); },
-      flags,
-      firstNs: ticks(s.minHi[j], s.minLo[j]) * unit,
-      lastNs: ticks(s.maxHi[j], s.maxLo[j]) * unit,
-      packets: s.flowPackets[j],
-      bytes: s.flowCap[j],
-      wireBytes: s.flowWire[j],
-    };
+  /** Only a published file is compressed, and its index is one segment. */
+  get chunks(): ChunkTable | undefined {
+    return this.parts.length === 1 ? this.parts[0]!.chunks : undefined;
   }
 
-  *flows(): IterableIterator<FlowView> {
-    for (let i = 0; i < this.flowCount; i++) yield this.flow(i);
+  release(): void {
+    this.file?.release();
+  }
+
+  get bytesRead(): { bytes: number; of: number } {
+    if (this.file) return { bytes: this.file.bytesRead, of: this.file.size };
+    const size = this.parts.reduce((n, s) => n + s.src.length, 0);
+    return { bytes: size, of: size };
+  }
+
+  get timeBlocks(): readonly TimeBlock[] {
+    this.allBlocks ??= this.parts.flatMap((s) => s.blocks);
+    return this.allBlocks;
+  }
+
+  get firstRecord(): number {
+    return this.parts.find((s) => s.packets > 0)?.firstRecord ?? this.covered.end;
+  }
+
+  flow(index: number): FlowView {
+    const [seg, j] = this.locate(index);
+    return flowView(seg.all(), j, index, seg.nano);
+  }
+
+  *flows(pick?: (seg: SegmentFlows) => Uint32Array | undefined): IterableIterator<IndexedFlow> {
+    for (const [k, seg] of this.parts.entries()) {
+      const picked = pick && seg.keys ? pick(seg) : undefined;
+      const cols = picked ? seg.keys!.columns(picked) : seg.all();
+      for (let row = 0; row < cols.flowCount; row++) {
+        yield flowView(cols, row, this.flowBase[k]! + (cols.flowIds ? cols.flowIds[row]! : row), seg.nano);
+      }
+    }
   }
 
   flowOffsets(index: number): number[] {
@@ -1035,13 +1190,13 @@ interface PcapRecords {
  * and lengths. Returns one line per problem; empty when valid. I/O errors on
  * the index (or on a pcap named explicitly) are thrown.
  */
-export function checkIndex(path: string, pcapPath?: string): string[] {
+export function checkIndex(path: string, pcapPath?: string, open: (pcap: string) => ByteReader = openPlain): string[] {
   const problems = new Problems(path);
   const partial = isPartialIndexPath(path);
   let index: DecodedIndex;
   let all: Float64Array;
   try {
-    index = decodeIndex(fs.readFileSync(path), path, partial);
+    index = decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
     // Decoding the flows can find more defects.
     all = checkConsistency(index, problems);
   } catch (e) {
@@ -1050,7 +1205,7 @@ export function checkIndex(path: string, pcapPath?: string): string[] {
   }
   const pcap = pcapPath ?? path.replace(/\.idx$/, '');
   if (pcapPath !== undefined || (pcap !== path && fs.existsSync(pcap))) {
-    checkAgainstPcap(index, all, pcap, partial, problems);
+    checkAgainstPcap(index, all, pcap, open, partial, problems);
   }
   return problems.result();
 }
@@ -1190,10 +1345,10 @@ function lowerBound(a: Float64Array, v: number, n = a.length): number {
   return lo;
 }
 
-function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, partial: boolean, problems: Problems): void {
-  const fd = fs.openSync(pcap, 'r');
+function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, open: (pcap: string) => ByteReader, partial: boolean, problems: Problems): void {
+  const fd = open(pcap);
   try {
-    const size = fs.fstatSync(fd).size;
+    const size = fd.size;
     let header: PcapHeader;
     try {
       header = readPcapHeader(fd, pcap);
@@ -1260,12 +1415,12 @@ function checkAgainstPcap(index: DecodedIndex, all: Float64Array, pcap: string, 
       }
     }
   } finally {
-    fs.closeSync(fd);
+    fd.close();
   }
 }
 
 /** Walks the records from the pcap header up to `end`, reading 1 MiB at a time. */
-function readRecords(fd: number, end: number, le: boolean, perSecond: bigint, pcap: string, problems: Problems): PcapRecords {
+function readRecords(fd: ByteReader, end: number, le: boolean, perSecond: bigint, pcap: string, problems: Problems): PcapRecords {
   let cap = 1024;
   let recs: PcapRecords = {
     count: 0, offset: new Float64Array(cap), ticks: new BigUint64Array(cap), caplen: new Uint32Array(cap), wirelen: new Uint32Array(cap),
@@ -1276,7 +1431,7 @@ function readRecords(fd: number, end: number, le: boolean, perSecond: bigint, pc
   for (let at = PCAP_HEADER_BYTES; at < end;) {
     if (at + RECORD_HEADER_BYTES > bufAt + bufLen) {
       bufAt = at;
-      bufLen = fs.readSync(fd, buf, 0, buf.length, at);
+      bufLen = fd.read(buf, 0, buf.length, at);
     }
     if (at + RECORD_HEADER_BYTES > Math.min(end, bufAt + bufLen)) {
       problems.add(`${pcap}: truncated record header at ${at}`);

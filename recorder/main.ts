@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RecorderOptions } from '../native/addon';
 import { CliError, Exit, integer, newProgram, run } from './cli';
+import { Compressor } from './compressor';
 import { CONFIG_FLAG, expandConfig } from './config-file';
 import { DiskBudget, parseDiskLimit } from './disk-budget';
 import { DumpSet } from './dumpset';
@@ -41,6 +42,7 @@ interface Flags {
   diskLimit: string;
   overwrite: boolean;
   execCmd?: string;
+  compress: boolean;
   verbose: number;
   statsFile?: string;
   metricsPort?: ListenAddress;
@@ -70,6 +72,7 @@ function parseArgs(argv: string[]): Flags {
     .option('--disk-limit <MB|N%>', 'most the dump set may take on disk: megabytes, or a percentage of its file system', '80%')
     .option('-4, --no-overwrite', 'stop when the disk limit is reached, instead of deleting the oldest files')
     .option('--exec-cmd <cmd>', 'run this shell command on each finished file (its path is the last argument)')
+    .option('-M, --compress', 'compress each finished file (LZ4, NAME.pcap.lz4) in worker threads', false)
     .option('-P, --pid-file <file>', 'write the process id to this file')
     .option('-v, --verbose', 'log per-second statistics and each file published or deleted', (_v: string, n: number) => n + 1, 0)
     .option(`${CONFIG_FLAG} <file>`, 'read options from this file, one a line (-i=eth1); options given here win')
@@ -182,15 +185,24 @@ async function main(): Promise<number> {
     bytesOnDisk: () => limit.budget.onDisk,
   });
 
+  // With -M a file's life goes on after publication: --exec-cmd sees its final form.
+  let compressor: Compressor | undefined;
+  const finished = (file: string): void => {
+    if (flags.execCmd) execOnFile(flags.execCmd, file);
+  };
   let session: Session;
   try {
     session = new Session(opts, dumpSet, {
       error: (message, fatal) => (fatal ? log.error(message) : log.warning(message)),
       notice: (message) => log.notice(message),
       batch: monitor.onBatch,
+      // An import can wait for compression (a live capture never does): the
+      // plain files waiting for it would otherwise crowd the disk limit.
+      holdFiles: () => importing && compressor !== undefined && compressor.backlog > compressor.threads,
       published: (file, packets, bytes) => {
         log.info(`published ${file} (${formatCount(packets)} packets, ${formatCount(bytes)} bytes)`);
-        if (flags.execCmd) execOnFile(flags.execCmd, file);
+        if (compressor) compressor.add(file);
+        else finished(file);
       },
     }, limit);
   } catch (err) {
@@ -214,6 +226,18 @@ async function main(): Promise<number> {
   // right, as the user the files belong to, and the budget counts the result.
   repairDumpSet(dumpSet, { scope: 'start' }, (line) => log.notice(line));
   limit.budget.init();
+  if (flags.compress) {
+    compressor = new Compressor(dumpSet, limit.budget, {
+      compressed: (plain, lz4, plainBytes, lz4Bytes) => {
+        log.info(`compressed ${plain} to ${lz4} (${formatCount(plainBytes)} to ${formatCount(lz4Bytes)} bytes on disk)`);
+        finished(lz4);
+      },
+      leftPlain: (plain, why) => {
+        log.warning(`${plain} left uncompressed: ${why}`);
+        finished(plain);
+      },
+    });
+  }
   try {
     session.start();
   } catch (err) {
@@ -226,6 +250,7 @@ async function main(): Promise<number> {
   monitor.start(session);
 
   const ok = await session.finished;
+  await compressor?.close();
   monitor.stop();
   const s = session.stats();
   const t = session.totals;

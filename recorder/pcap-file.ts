@@ -1,6 +1,7 @@
 // The classic pcap file header, read in one place: what a file's magic,
 // link type and snaplen say, or one line on why it is not a file we can use.
 import fs from 'node:fs';
+import { ByteReader } from './byte-reader';
 
 export const PCAP_HEADER_BYTES = 24;
 export const RECORD_HEADER_BYTES = 16;
@@ -48,10 +49,10 @@ export function pcapHeader(h: { nano: boolean; snaplen: number; linktype: number
   return b;
 }
 
-/** Reads the header of an open file. Both byte orders are recognised; callers decide what they accept. */
-export function readPcapHeader(fd: number, file: string): PcapHeader {
+/** Reads the header of an open file (a descriptor, or a reader of a compressed one). Both byte orders are recognised; callers decide what they accept. */
+export function readPcapHeader(from: number | ByteReader, file: string): PcapHeader {
   const h = Buffer.alloc(PCAP_HEADER_BYTES);
-  const n = fs.readSync(fd, h, 0, PCAP_HEADER_BYTES, 0);
+  const n = typeof from === 'number' ? fs.readSync(from, h, 0, PCAP_HEADER_BYTES, 0) : from.read(h, 0, PCAP_HEADER_BYTES, 0);
   if (n >= 4 && h.readUInt32LE(0) === PCAPNG_MAGIC) {
     throw new PcapFormatError(file, 'is pcapng, not pcap (convert it with: editcap -F pcap IN OUT)');
   }

@@ -5,7 +5,8 @@
 // over a repaired dump set says nothing.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DumpSet, INDEX_SUFFIX, listStorageFiles } from './dumpset';
+import { checkCompressedIndex, decompressFile } from './compressed-file';
+import { COMPRESSED_SUFFIX, COMPRESSING_SUFFIX, DumpSet, INDEX_SUFFIX, indexPathOf, isCompressedPath, listStorageFiles, plainPathOf } from './dumpset';
 import { checkIndex, IndexError, readIndexFile, readIndexSpan, spanOf, TimeSpan as Span, writeIndexFile } from './index-file';
 import { PcapFormatError } from './pcap-file';
 import { indexPcapFile } from './pcap-index';
@@ -43,18 +44,24 @@ export function repairDumpSet(dumpSet: DumpSet, opts: RepairOptions, report: Rep
 
   for (const part of dumpSet.partFiles()) recoverPart(dumpSet, part, fixed, left);
   removeStrays(dumpSet, fixed);
+  finishCompressions(dumpSet, fixed);
 
   const files = listStorageFiles(dumpSet.storage);
   // Each index is read once: its verdict and its time span come together.
   const spans = new Map<string, Span | undefined>();
-  for (const pcap of files) {
-    const { problem, span } = checkFileIndex(pcap, opts);
-    spans.set(pcap, problem === undefined ? span : reindex(pcap, problem, fixed, left));
-  }
+  files.forEach((stored, i) => {
+    const { problem, span } = checkFileIndex(stored, opts);
+    if (problem === undefined) return spans.set(stored, span);
+    // A compressed file comes back as NAME.pcap to be indexed.
+    const pcap = isCompressedPath(stored) ? restorePlain(dumpSet, stored, problem, fixed, left) : stored;
+    if (pcap === undefined) return;
+    files[i] = pcap;
+    spans.set(pcap, reindex(pcap, problem, fixed, left));
+  });
 
   const toLink = opts.scope === 'full' ? files : files.slice(-1);
   for (const pcap of toLink) {
-    const span = spans.get(pcap) ?? readIndexSpan(pcap + INDEX_SUFFIX);
+    const span = spans.get(pcap) ?? readIndexSpan(indexPathOf(pcap));
     if (!span) continue;
     const made = dumpSet.link(pcap, span.minNs, span.maxNs);
     const links = made.filter((p) => /\.(pcap|idx)$/.test(p)).length;
@@ -95,15 +102,20 @@ function recoverPart(dumpSet: DumpSet, part: string, fixed: Report, left: Report
  * can), and the time span it records when that was read on the way.
  */
 function checkFileIndex(pcap: string, opts: RepairOptions): { problem?: string; span?: Span } {
-  const idx = pcap + INDEX_SUFFIX;
+  const idx = indexPathOf(pcap);
+  const compressed = isCompressedPath(pcap);
   if (!fs.existsSync(idx)) return { problem: 'missing' };
   // After a crash an index is whole or absent (it is published by rename).
   if (opts.scope === 'start') return {};
-  if (opts.deep) return { problem: checkIndex(idx, pcap)[0] };
+  if (opts.deep) return { problem: (compressed ? checkCompressedIndex(idx, pcap) : checkIndex(idx, pcap))[0] };
   try {
-    const view = readIndexFile(idx);
+    const view = readIndexFile(idx, { whole: true });
     const size = fs.statSync(pcap).size;
-    if (view.covered.end !== size) return { problem: `covers ${view.covered.end} bytes of ${size}` };
+    // A compressed file is described by its chunk table, whose last entry holds both lengths.
+    const chunks = view.chunks;
+    if (compressed && !chunks) return { problem: 'no chunk table for a compressed file' };
+    const stored = compressed ? chunks!.packed[chunks!.packed.length - 1]! : view.covered.end;
+    if (stored !== size) return { problem: `covers ${stored} bytes of ${size}` };
     return { span: spanOf(view) };
   } catch (e) {
     if (e instanceof IndexError) return { problem: e.message };
@@ -135,17 +147,94 @@ function reindex(pcap: string, problem: string, fixed: Report, left: Report): Sp
   return ix.packets ? { minNs: ix.minNs, maxNs: ix.maxNs } : undefined;
 }
 
+/**
+ * A compressed file whose index is missing or wrong goes back to NAME.pcap
+ * (what its frames hold, up to a corrupt or truncated one), which is then
+ * indexed and linked as any pcap; it stays uncompressed.
+ */
+function restorePlain(dumpSet: DumpSet, lz4: string, problem: string, fixed: Report, left: Report): string | undefined {
+  const plain = plainPathOf(lz4);
+  const tmp = plain + RESTORING_SUFFIX;
+  const fd = fs.openSync(tmp, 'w', 0o640);
+  let result;
+  try {
+    result = decompressFile(lz4, (b) => {
+      for (let done = 0; done < b.length;) done += fs.writeSync(fd, b, done);
+    });
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (result.plainBytes === 0) {
+    // Not one frame decodes: the file is left as it is for a human to look at.
+    fs.rmSync(tmp, { force: true });
+    left(result.defect?.message ?? `${lz4}: empty`);
+    return undefined;
+  }
+  fs.renameSync(tmp, plain);
+  dumpSet.remove(lz4, undefined);
+  const why = result.defect ? `${result.defect.message}; the rest is lost` : `its index: ${problem}`;
+  fixed(`decompressed ${lz4} back to ${plain} (${result.plainBytes} bytes; ${why})`);
+  return plain;
+}
+
+/**
+ * Compressions a crash interrupted (recorder/compressor.ts): an unfinished
+ * NAME.pcap.lz4.tmp is removed, and a NAME.pcap.lz4 that is complete beside
+ * its NAME.pcap takes its place as the recorder would have.
+ */
+/** A compressed file being decompressed back by restorePlain(). */
+const RESTORING_SUFFIX = '.restore.tmp';
+
+function finishCompressions(dumpSet: DumpSet, fixed: Report): void {
+  for (const dir of storageDirs(dumpSet)) {
+    for (const name of fs.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      if (name.endsWith(COMPRESSING_SUFFIX)) {
+        fs.rmSync(p, { force: true });
+        fixed(`removed ${p} (unfinished compression; ${p.slice(0, -COMPRESSING_SUFFIX.length)} kept)`);
+        continue;
+      }
+      if (!name.endsWith('.pcap' + COMPRESSED_SUFFIX)) continue;
+      const plain = plainPathOf(p);
+      if (!fs.existsSync(plain)) continue;
+      // The chunk table is written before the .lz4 is renamed into place, and names both files' lengths.
+      let view;
+      try {
+        view = readIndexFile(indexPathOf(p));
+      } catch {
+        view = undefined;
+      }
+      const chunks = view?.chunks;
+      const span = view && spanOf(view);
+      const whole = chunks && chunks.packed[chunks.packed.length - 1] === fs.statSync(p).size && chunks.plain[chunks.plain.length - 1] === fs.statSync(plain).size;
+      if (whole && span) {
+        dumpSet.replaceWithCompressed(plain, span);
+        fixed(`finished compressing ${plain} into ${p}`);
+      } else {
+        dumpSet.remove(p, span);
+        fixed(`removed ${p}: its index does not describe it; ${plain} kept`);
+      }
+    }
+  }
+}
+
+function storageDirs(dumpSet: DumpSet): string[] {
+  return [dumpSet.storage, ...fs.readdirSync(dumpSet.storage).filter((d) => /^\d+$/.test(d)).map((d) => path.join(dumpSet.storage, d))];
+}
+
 
 /** Temporaries of interrupted index writes, and indexes whose pcap is gone. */
 function removeStrays(dumpSet: DumpSet, fixed: Report): void {
-  const dirs = [dumpSet.storage, ...fs.readdirSync(dumpSet.storage).filter((d) => /^\d+$/.test(d)).map((d) => path.join(dumpSet.storage, d))];
-  for (const dir of dirs) {
+  for (const dir of storageDirs(dumpSet)) {
     for (const name of fs.readdirSync(dir)) {
       const p = path.join(dir, name);
-      const orphan = name.endsWith(INDEX_SUFFIX) && !fs.existsSync(p.slice(0, -INDEX_SUFFIX.length));
-      if (name.endsWith(`${INDEX_SUFFIX}.tmp`) || orphan) {
+      const pcap = p.slice(0, -INDEX_SUFFIX.length);
+      const orphan = name.endsWith(INDEX_SUFFIX) && !fs.existsSync(pcap) && !fs.existsSync(pcap + COMPRESSED_SUFFIX);
+      const restoring = name.endsWith(RESTORING_SUFFIX);
+      if (name.endsWith(`${INDEX_SUFFIX}.tmp`) || orphan || restoring) {
         fs.rmSync(p, { force: true });
-        fixed(`removed ${p} (${orphan ? 'index of a file that is gone' : 'unfinished index'})`);
+        fixed(`removed ${p} (${orphan ? 'index of a file that is gone' : restoring ? 'unfinished decompression' : 'unfinished index'})`);
       }
     }
   }

@@ -46,6 +46,8 @@ export interface SessionHooks {
   notice: (message: string) => void;
   /** Each metadata batch once it is indexed (stats, micro-bursts); called on the JS thread, so keep it short. */
   batch?: (meta: ArrayBuffer, count: number) => void;
+  /** True while no new file should be granted (an import with -M waits for compression); asked again every 250 ms. */
+  holdFiles?: () => boolean;
 }
 
 export class Session {
@@ -182,7 +184,7 @@ export class Session {
 
   /** Keeps the file being written and the next one paid for. */
   private grantFiles(): void {
-    while (this.limit && this.granted < 2 && this.grantFile());
+    while (this.limit && this.granted < 2 && !this.hooks.holdFiles?.() && this.grantFile());
   }
 
   private onBatch(ev: BatchEvent): void {

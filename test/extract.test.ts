@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fixture } from './helpers/corpus';
-import { expectedExtraction } from './helpers/extraction';
+import { EXTRACT_FILTERS as FILTERS, expectedExtraction, SET_A, testRanges, timeArg } from './helpers/extraction';
 import { assertSameRecords, parsePcap, PcapRecord } from './helpers/pcap-compare';
 import { dumpSetRecords, publishedFiles, runTool, tempDir } from './helpers/recorder';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -13,8 +13,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 const work = tempDir('extract');
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-// Ethernet captures (one pcap output holds one link type), some with VLAN tags.
-const SET_A = ['android.pcap', 'anyconnect-vpn.pcap', 'WebattackRCE.pcap', 'dns_exfiltration.pcap', 'mongodb.pcap', 'tls_change_cipher.pcap', 'quic-mvfst-exp.pcap'];
 const SET_B = ['tls_certificate_too_long.pcap', 'cassandra.pcap', 'gnutella.pcap', 'false_positives.pcapng'];
 
 async function record(name: string, captures: string[]): Promise<string> {
@@ -34,38 +32,6 @@ async function extract(args: string[]): Promise<{ code: number; stderr: string; 
   return { code: r.code, stderr: r.stderr, records };
 }
 
-const FILTERS = [
-  '',
-  'host 192.168.2.17',
-  'src host 192.168.2.17',
-  'dst host 192.168.2.17',
-  'net 192.168.0.0/16',
-  'not net 10.0.0.0/8',
-  'port 53',
-  'udp port 53',
-  'src port 443',
-  'dst port 443 or dst port 80',
-  'portrange 1-1024',
-  'tcp',
-  'udp and not port 53',
-  'icmp or icmp6',
-  'ip proto 17',
-  'ip6',
-  'ip6 and tcp',
-  'host 2a00:1450:4001:80b::200e',
-  '(tcp or udp) and not (port 443 or port 53)',
-  'tcp[tcpflags] & tcp-syn != 0',
-  'tcp[tcpflags] & (tcp-syn|tcp-fin) != 0 and not src net 192.168.0.0/16',
-  'ip[8] < 64',
-  'greater 1000',
-  'less 100',
-  'vlan',
-  'vlan and host 10.10.10.31',
-  'ether host ff:ff:ff:ff:ff:ff',
-  'ether broadcast or ether multicast',
-  'not tcp and not udp',
-  'arp',
-];
 
 describe('extraction equals tcpdump', () => {
   let dirA: string;
@@ -77,20 +43,10 @@ describe('extraction equals tcpdump', () => {
       .sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   });
 
-  const ranges = (): [string, bigint, bigint][] => {
-    const q = (f: number): bigint => times[Math.floor(f * (times.length - 1))]!;
-    return [
-      ['everything', 0n, q(1) + 1n],
-      ['the middle third', q(1 / 3), q(2 / 3)],
-      ['from a packet to one ns after another', q(0.1), q(0.2) + 1n],
-      ['one packet exactly', q(0.5), q(0.5) + 1n],
-    ];
-  };
-
   for (const filter of FILTERS) {
     test(`filter '${filter}' over several time ranges`, async () => {
-      for (const [what, b, e] of ranges()) {
-        const r = await extract(['-t', path.join(dirA, 'timeline'), '-b', b.toString().replace(/(\d{9})$/, '.$1'), '-e', e.toString().replace(/(\d{9})$/, '.$1'), '-f', filter]);
+      for (const [what, b, e] of testRanges(times)) {
+        const r = await extract(['-t', path.join(dirA, 'timeline'), '-b', timeArg(b), '-e', timeArg(e), '-f', filter]);
         assert.equal(r.code, 0, `${what}: ${r.stderr}`);
         assertSameRecords(r.records, await expectedExtraction([dirA], filter, b, e));
       }

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CliError, Exit, newProgram, run } from '../recorder/cli';
-import { DumpSet, filesInRange, INDEX_SUFFIX, openTimeline, TimelineInfo } from '../recorder/dumpset';
+import { DumpSet, filesInRange, indexPathOf, openTimeline, TimelineInfo } from '../recorder/dumpset';
 import { readIndexFile, spanOf, TimeSpan } from '../recorder/index-file';
 import { ExtractExit, rangeOf } from '../extract/exits';
 import { formatNs, formatsHelp } from '../extract/time';
@@ -89,7 +89,7 @@ Exit codes: 0 done, 1 a file could not be deleted, 2 bad arguments,
     process.stdout.write(`${flags.delete ? 'deleted ' : ''}${f.pcap} ${span} ${f.packets ?? '-'} packets ${f.bytes} bytes${outside}\n`);
   }
   if (!flags.delete && listed.length) {
-    const bytes = listed.reduce((n, f) => n + f.bytes + (fs.existsSync(f.pcap + INDEX_SUFFIX) ? fs.statSync(f.pcap + INDEX_SUFFIX).size : 0), 0);
+    const bytes = listed.reduce((n, f) => n + f.bytes + (fs.existsSync(indexPathOf(f.pcap)) ? fs.statSync(indexPathOf(f.pcap)).size : 0), 0);
     process.stderr.write(`${NAME}: ${listed.length} files, ${bytes} bytes with their indexes\n`);
   }
   return failed ? Exit.failure : Exit.ok;

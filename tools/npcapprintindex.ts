@@ -2,6 +2,8 @@
 // Exit status: 0 fine, 1 the index is invalid, 2 usage or I/O error.
 import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { checkCompressedIndex } from '../recorder/compressed-file';
+import { COMPRESSED_SUFFIX, isCompressedPath } from '../recorder/dumpset';
 import {
   FlowView, IndexError, IndexView, checkIndex, isPartialIndexPath, readIndexFile,
 } from '../recorder/index-file';
@@ -94,6 +96,8 @@ function printText(v: IndexView, out: Output): void {
   out.line(`covered    ${v.covered.start}-${v.covered.end}`);
   out.line(`segments   ${v.segments}`);
   out.line(`timeblocks ${v.timeBlocks.length}`);
+  const chunks = v.chunks;
+  if (chunks) out.line(`chunks     ${chunks.plain.length - 1} LZ4 frames, ${chunks.packed[chunks.packed.length - 1]} bytes compressed`);
   for (const f of v.flows()) {
     const vlan = f.vlan === undefined ? '' : ` vlan ${f.vlan}`;
     const frag = f.flags & META_FRAGMENT ? ' fragments' : '';
@@ -119,6 +123,8 @@ function printJson(v: IndexView, out: Output): void {
     covered: v.covered,
     segments: v.segments,
     timeBlocks: v.timeBlocks.map((b) => ({ ...b, minNs: b.minNs.toString(), maxNs: b.maxNs.toString() })),
+    // Frame k: pcap bytes [plain[k], plain[k + 1]) at [packed[k], packed[k + 1]) of NAME.pcap.lz4.
+    chunks: v.chunks ?? null,
   };
   // The flows array is written piece by piece rather than built as one string.
   out.line(`${JSON.stringify(head).slice(0, -1)},"flows":[`);
@@ -181,7 +187,11 @@ function main(argv: string[]): number {
   }
   try {
     if (opts.check) {
-      const problems = checkIndex(file, opts.pcap);
+      // A compressed file (-M) is checked through its frames.
+      const plain = opts.pcap ?? file.replace(/\.idx$/, '');
+      const lz4 = plain + COMPRESSED_SUFFIX;
+      const compressed = isCompressedPath(plain) ? plain : opts.pcap === undefined && !fs.existsSync(plain) && fs.existsSync(lz4) ? lz4 : undefined;
+      const problems = compressed ? checkCompressedIndex(file, compressed) : checkIndex(file, opts.pcap);
       for (const p of problems) process.stderr.write(`${p}\n`);
       return problems.length ? EXIT_INVALID : 0;
     }

@@ -2,6 +2,8 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+
+
 export class ChunkTable {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -64,5 +66,31 @@ static createChunkTable(builder:flatbuffers.Builder, entriesOffset:flatbuffers.O
   ChunkTable.startChunkTable(builder);
   ChunkTable.addEntries(builder, entriesOffset);
   return ChunkTable.endChunkTable(builder);
+}
+
+unpack(): ChunkTableT {
+  return new ChunkTableT(
+    this.bb!.createScalarList(this.entries.bind(this), this.entriesLength())
+  );
+}
+
+
+unpackTo(_o: ChunkTableT): void {
+  _o.entries = this.bb!.createScalarList(this.entries.bind(this), this.entriesLength());
+}
+}
+
+export class ChunkTableT {
+constructor(
+  public entries: (number)[] = []
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  const entries = ChunkTable.createEntriesVector(builder, this.entries);
+
+  return ChunkTable.createChunkTable(builder,
+    entries
+  );
 }
 }

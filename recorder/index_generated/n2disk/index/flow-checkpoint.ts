@@ -2,6 +2,8 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+
+
 export class FlowCheckpoint {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -70,4 +72,64 @@ static createFlowCheckpoint(builder:flatbuffers.Builder, class_at: number, addrs
   return builder.offset();
 }
 
+
+unpack(): FlowCheckpointT {
+  return new FlowCheckpointT(
+    this.classAt(),
+    this.addrsAt(),
+    this.portsAt(),
+    this.macsAt(),
+    this.timesAt(),
+    this.countsAt(),
+    this.wireAt(),
+    this.offsetsAt(),
+    this.prevFirstTs(),
+    this.prevFirstOffset()
+  );
+}
+
+
+unpackTo(_o: FlowCheckpointT): void {
+  _o.classAt = this.classAt();
+  _o.addrsAt = this.addrsAt();
+  _o.portsAt = this.portsAt();
+  _o.macsAt = this.macsAt();
+  _o.timesAt = this.timesAt();
+  _o.countsAt = this.countsAt();
+  _o.wireAt = this.wireAt();
+  _o.offsetsAt = this.offsetsAt();
+  _o.prevFirstTs = this.prevFirstTs();
+  _o.prevFirstOffset = this.prevFirstOffset();
+}
+}
+
+export class FlowCheckpointT {
+constructor(
+  public classAt: number = 0,
+  public addrsAt: number = 0,
+  public portsAt: number = 0,
+  public macsAt: number = 0,
+  public timesAt: number = 0,
+  public countsAt: number = 0,
+  public wireAt: number = 0,
+  public offsetsAt: number = 0,
+  public prevFirstTs: bigint = BigInt('0'),
+  public prevFirstOffset: bigint = BigInt('0')
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  return FlowCheckpoint.createFlowCheckpoint(builder,
+    this.classAt,
+    this.addrsAt,
+    this.portsAt,
+    this.macsAt,
+    this.timesAt,
+    this.countsAt,
+    this.wireAt,
+    this.offsetsAt,
+    this.prevFirstTs,
+    this.prevFirstOffset
+  );
+}
 }

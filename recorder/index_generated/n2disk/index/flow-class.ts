@@ -2,6 +2,8 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+
+
 export class FlowClass {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -40,4 +42,40 @@ static createFlowClass(builder:flatbuffers.Builder, flags: number, ipproto: numb
   return builder.offset();
 }
 
+
+unpack(): FlowClassT {
+  return new FlowClassT(
+    this.flags(),
+    this.ipproto(),
+    this.ethertype(),
+    this.vlan()
+  );
+}
+
+
+unpackTo(_o: FlowClassT): void {
+  _o.flags = this.flags();
+  _o.ipproto = this.ipproto();
+  _o.ethertype = this.ethertype();
+  _o.vlan = this.vlan();
+}
+}
+
+export class FlowClassT {
+constructor(
+  public flags: number = 0,
+  public ipproto: number = 0,
+  public ethertype: number = 0,
+  public vlan: number = 0
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  return FlowClass.createFlowClass(builder,
+    this.flags,
+    this.ipproto,
+    this.ethertype,
+    this.vlan
+  );
+}
 }

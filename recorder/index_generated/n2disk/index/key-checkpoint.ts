@@ -2,6 +2,8 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+
+
 export class KeyCheckpoint {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -30,4 +32,32 @@ static createKeyCheckpoint(builder:flatbuffers.Builder, key: number, at: number)
   return builder.offset();
 }
 
+
+unpack(): KeyCheckpointT {
+  return new KeyCheckpointT(
+    this.key(),
+    this.at()
+  );
+}
+
+
+unpackTo(_o: KeyCheckpointT): void {
+  _o.key = this.key();
+  _o.at = this.at();
+}
+}
+
+export class KeyCheckpointT {
+constructor(
+  public key: number = 0,
+  public at: number = 0
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  return KeyCheckpoint.createKeyCheckpoint(builder,
+    this.key,
+    this.at
+  );
+}
 }

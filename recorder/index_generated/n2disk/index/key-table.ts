@@ -2,7 +2,7 @@
 
 import * as flatbuffers from 'flatbuffers';
 
-import { KeyCheckpoint } from '../../n2disk/index/key-checkpoint';
+import { KeyCheckpoint, KeyCheckpointT } from '../../n2disk/index/key-checkpoint';
 
 
 export class KeyTable {
@@ -106,5 +106,44 @@ static createKeyTable(builder:flatbuffers.Builder, count:number, every:number, e
   KeyTable.addEntries(builder, entriesOffset);
   KeyTable.addCheckpoints(builder, checkpointsOffset);
   return KeyTable.endKeyTable(builder);
+}
+
+unpack(): KeyTableT {
+  return new KeyTableT(
+    this.count(),
+    this.every(),
+    this.bb!.createScalarList(this.entries.bind(this), this.entriesLength()),
+    this.bb!.createObjList(this.checkpoints.bind(this), this.checkpointsLength())
+  );
+}
+
+
+unpackTo(_o: KeyTableT): void {
+  _o.count = this.count();
+  _o.every = this.every();
+  _o.entries = this.bb!.createScalarList(this.entries.bind(this), this.entriesLength());
+  _o.checkpoints = this.bb!.createObjList(this.checkpoints.bind(this), this.checkpointsLength());
+}
+}
+
+export class KeyTableT {
+constructor(
+  public count: number = 0,
+  public every: number = 0,
+  public entries: (number)[] = [],
+  public checkpoints: (KeyCheckpointT)[] = []
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  const entries = KeyTable.createEntriesVector(builder, this.entries);
+  const checkpoints = builder.createStructOffsetList(this.checkpoints, KeyTable.startCheckpointsVector);
+
+  return KeyTable.createKeyTable(builder,
+    this.count,
+    this.every,
+    entries,
+    checkpoints
+  );
 }
 }

@@ -2,10 +2,10 @@
 
 import * as flatbuffers from 'flatbuffers';
 
-import { ChunkTable } from '../../n2disk/index/chunk-table';
-import { FlowCheckpoint } from '../../n2disk/index/flow-checkpoint';
-import { FlowClass } from '../../n2disk/index/flow-class';
-import { KeyTable } from '../../n2disk/index/key-table';
+import { ChunkTable, ChunkTableT } from '../../n2disk/index/chunk-table';
+import { FlowCheckpoint, FlowCheckpointT } from '../../n2disk/index/flow-checkpoint';
+import { FlowClass, FlowClassT } from '../../n2disk/index/flow-class';
+import { KeyTable, KeyTableT } from '../../n2disk/index/key-table';
 
 
 export class Segment {
@@ -632,4 +632,176 @@ static finishSizePrefixedSegmentBuffer(builder:flatbuffers.Builder, offset:flatb
   builder.finish(offset, undefined, true);
 }
 
+
+unpack(): SegmentT {
+  return new SegmentT(
+    this.version(),
+    this.linktype(),
+    this.nano(),
+    this.snaplen(),
+    this.start(),
+    this.end(),
+    this.packets(),
+    this.capBytes(),
+    this.wireBytes(),
+    this.minTs(),
+    this.maxTs(),
+    this.flowCount(),
+    this.bb!.createObjList(this.classes.bind(this), this.classesLength()),
+    this.bb!.createScalarList(this.ipv4.bind(this), this.ipv4Length()),
+    this.bb!.createScalarList(this.ipv6.bind(this), this.ipv6Length()),
+    this.bb!.createScalarList(this.macPairs.bind(this), this.macPairsLength()),
+    this.bb!.createScalarList(this.flowClass.bind(this), this.flowClassLength()),
+    this.bb!.createScalarList(this.flowAddrs.bind(this), this.flowAddrsLength()),
+    this.bb!.createScalarList(this.flowPorts.bind(this), this.flowPortsLength()),
+    this.bb!.createScalarList(this.flowMacs.bind(this), this.flowMacsLength()),
+    this.bb!.createScalarList(this.flowTimes.bind(this), this.flowTimesLength()),
+    this.bb!.createScalarList(this.flowCounts.bind(this), this.flowCountsLength()),
+    this.bb!.createScalarList(this.flowWire.bind(this), this.flowWireLength()),
+    this.bb!.createScalarList(this.flowOffsets.bind(this), this.flowOffsetsLength()),
+    this.blockCount(),
+    this.bb!.createScalarList(this.blocks.bind(this), this.blocksLength()),
+    (this.chunks() !== null ? this.chunks()!.unpack() : null),
+    this.ordered(),
+    (this.ipv4Flows() !== null ? this.ipv4Flows()!.unpack() : null),
+    (this.ipv6Flows() !== null ? this.ipv6Flows()!.unpack() : null),
+    (this.portFlows() !== null ? this.portFlows()!.unpack() : null),
+    this.flowCheckpointEvery(),
+    this.bb!.createObjList(this.flowCheckpoints.bind(this), this.flowCheckpointsLength())
+  );
+}
+
+
+unpackTo(_o: SegmentT): void {
+  _o.version = this.version();
+  _o.linktype = this.linktype();
+  _o.nano = this.nano();
+  _o.snaplen = this.snaplen();
+  _o.start = this.start();
+  _o.end = this.end();
+  _o.packets = this.packets();
+  _o.capBytes = this.capBytes();
+  _o.wireBytes = this.wireBytes();
+  _o.minTs = this.minTs();
+  _o.maxTs = this.maxTs();
+  _o.flowCount = this.flowCount();
+  _o.classes = this.bb!.createObjList(this.classes.bind(this), this.classesLength());
+  _o.ipv4 = this.bb!.createScalarList(this.ipv4.bind(this), this.ipv4Length());
+  _o.ipv6 = this.bb!.createScalarList(this.ipv6.bind(this), this.ipv6Length());
+  _o.macPairs = this.bb!.createScalarList(this.macPairs.bind(this), this.macPairsLength());
+  _o.flowClass = this.bb!.createScalarList(this.flowClass.bind(this), this.flowClassLength());
+  _o.flowAddrs = this.bb!.createScalarList(this.flowAddrs.bind(this), this.flowAddrsLength());
+  _o.flowPorts = this.bb!.createScalarList(this.flowPorts.bind(this), this.flowPortsLength());
+  _o.flowMacs = this.bb!.createScalarList(this.flowMacs.bind(this), this.flowMacsLength());
+  _o.flowTimes = this.bb!.createScalarList(this.flowTimes.bind(this), this.flowTimesLength());
+  _o.flowCounts = this.bb!.createScalarList(this.flowCounts.bind(this), this.flowCountsLength());
+  _o.flowWire = this.bb!.createScalarList(this.flowWire.bind(this), this.flowWireLength());
+  _o.flowOffsets = this.bb!.createScalarList(this.flowOffsets.bind(this), this.flowOffsetsLength());
+  _o.blockCount = this.blockCount();
+  _o.blocks = this.bb!.createScalarList(this.blocks.bind(this), this.blocksLength());
+  _o.chunks = (this.chunks() !== null ? this.chunks()!.unpack() : null);
+  _o.ordered = this.ordered();
+  _o.ipv4Flows = (this.ipv4Flows() !== null ? this.ipv4Flows()!.unpack() : null);
+  _o.ipv6Flows = (this.ipv6Flows() !== null ? this.ipv6Flows()!.unpack() : null);
+  _o.portFlows = (this.portFlows() !== null ? this.portFlows()!.unpack() : null);
+  _o.flowCheckpointEvery = this.flowCheckpointEvery();
+  _o.flowCheckpoints = this.bb!.createObjList(this.flowCheckpoints.bind(this), this.flowCheckpointsLength());
+}
+}
+
+export class SegmentT {
+constructor(
+  public version: number = 0,
+  public linktype: number = 0,
+  public nano: boolean = false,
+  public snaplen: number = 0,
+  public start: bigint = BigInt('0'),
+  public end: bigint = BigInt('0'),
+  public packets: bigint = BigInt('0'),
+  public capBytes: bigint = BigInt('0'),
+  public wireBytes: bigint = BigInt('0'),
+  public minTs: bigint = BigInt('0'),
+  public maxTs: bigint = BigInt('0'),
+  public flowCount: number = 0,
+  public classes: (FlowClassT)[] = [],
+  public ipv4: (number)[] = [],
+  public ipv6: (number)[] = [],
+  public macPairs: (number)[] = [],
+  public flowClass: (number)[] = [],
+  public flowAddrs: (number)[] = [],
+  public flowPorts: (number)[] = [],
+  public flowMacs: (number)[] = [],
+  public flowTimes: (number)[] = [],
+  public flowCounts: (number)[] = [],
+  public flowWire: (number)[] = [],
+  public flowOffsets: (number)[] = [],
+  public blockCount: number = 0,
+  public blocks: (number)[] = [],
+  public chunks: ChunkTableT|null = null,
+  public ordered: boolean = false,
+  public ipv4Flows: KeyTableT|null = null,
+  public ipv6Flows: KeyTableT|null = null,
+  public portFlows: KeyTableT|null = null,
+  public flowCheckpointEvery: number = 0,
+  public flowCheckpoints: (FlowCheckpointT)[] = []
+){}
+
+
+pack(builder:flatbuffers.Builder): flatbuffers.Offset {
+  const classes = builder.createStructOffsetList(this.classes, Segment.startClassesVector);
+  const ipv4 = Segment.createIpv4Vector(builder, this.ipv4);
+  const ipv6 = Segment.createIpv6Vector(builder, this.ipv6);
+  const macPairs = Segment.createMacPairsVector(builder, this.macPairs);
+  const flowClass = Segment.createFlowClassVector(builder, this.flowClass);
+  const flowAddrs = Segment.createFlowAddrsVector(builder, this.flowAddrs);
+  const flowPorts = Segment.createFlowPortsVector(builder, this.flowPorts);
+  const flowMacs = Segment.createFlowMacsVector(builder, this.flowMacs);
+  const flowTimes = Segment.createFlowTimesVector(builder, this.flowTimes);
+  const flowCounts = Segment.createFlowCountsVector(builder, this.flowCounts);
+  const flowWire = Segment.createFlowWireVector(builder, this.flowWire);
+  const flowOffsets = Segment.createFlowOffsetsVector(builder, this.flowOffsets);
+  const blocks = Segment.createBlocksVector(builder, this.blocks);
+  const chunks = (this.chunks !== null ? this.chunks!.pack(builder) : 0);
+  const ipv4Flows = (this.ipv4Flows !== null ? this.ipv4Flows!.pack(builder) : 0);
+  const ipv6Flows = (this.ipv6Flows !== null ? this.ipv6Flows!.pack(builder) : 0);
+  const portFlows = (this.portFlows !== null ? this.portFlows!.pack(builder) : 0);
+  const flowCheckpoints = builder.createStructOffsetList(this.flowCheckpoints, Segment.startFlowCheckpointsVector);
+
+  Segment.startSegment(builder);
+  Segment.addVersion(builder, this.version);
+  Segment.addLinktype(builder, this.linktype);
+  Segment.addNano(builder, this.nano);
+  Segment.addSnaplen(builder, this.snaplen);
+  Segment.addStart(builder, this.start);
+  Segment.addEnd(builder, this.end);
+  Segment.addPackets(builder, this.packets);
+  Segment.addCapBytes(builder, this.capBytes);
+  Segment.addWireBytes(builder, this.wireBytes);
+  Segment.addMinTs(builder, this.minTs);
+  Segment.addMaxTs(builder, this.maxTs);
+  Segment.addFlowCount(builder, this.flowCount);
+  Segment.addClasses(builder, classes);
+  Segment.addIpv4(builder, ipv4);
+  Segment.addIpv6(builder, ipv6);
+  Segment.addMacPairs(builder, macPairs);
+  Segment.addFlowClass(builder, flowClass);
+  Segment.addFlowAddrs(builder, flowAddrs);
+  Segment.addFlowPorts(builder, flowPorts);
+  Segment.addFlowMacs(builder, flowMacs);
+  Segment.addFlowTimes(builder, flowTimes);
+  Segment.addFlowCounts(builder, flowCounts);
+  Segment.addFlowWire(builder, flowWire);
+  Segment.addFlowOffsets(builder, flowOffsets);
+  Segment.addBlockCount(builder, this.blockCount);
+  Segment.addBlocks(builder, blocks);
+  Segment.addChunks(builder, chunks);
+  Segment.addOrdered(builder, this.ordered);
+  Segment.addIpv4Flows(builder, ipv4Flows);
+  Segment.addIpv6Flows(builder, ipv6Flows);
+  Segment.addPortFlows(builder, portFlows);
+  Segment.addFlowCheckpointEvery(builder, this.flowCheckpointEvery);
+  Segment.addFlowCheckpoints(builder, flowCheckpoints);
+
+  return Segment.endSegment(builder);
+}
 }
