@@ -9,7 +9,7 @@
 // loopback; IPv4/IPv6 with extension headers and fragments; TCP/UDP/SCTP ports.
 import fs from 'node:fs';
 import path from 'node:path';
-import { IndexBuilder } from '../recorder/index-builder';
+import { IndexBuilder } from '../native/addon';
 import { containerBytes, frameHeaderBytes } from '../recorder/index-container';
 import { writeIndexFile } from '../recorder/index-file';
 import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';

@@ -8,6 +8,7 @@
 
 #include "filter.h"
 #include "identity.h"
+#include "index_builder_addon.h"
 #include "pcap_meta.h"
 #include "recorder.h"
 
@@ -226,6 +227,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recordsMeta", Napi::Function::New(env, n2d::RecordsMeta));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
   n2d::DefineIdentity(env, exports);
+  n2d::DefineIndexBuilder(env, exports);
   return exports;
 }
 

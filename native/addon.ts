@@ -1,8 +1,9 @@
 // The typed surface of the native addon (native/*.cc). The addon does the
 // per-packet work (capture, parse, chunking, O_DIRECT writes, libpcap
-// filtering) and nothing else; file naming policy, indexing and the dump set
-// lifecycle live in TypeScript.
+// filtering, flow indexing) and nothing else; file naming policy, the index
+// container, planning and the dump set lifecycle live in TypeScript.
 import path from 'node:path';
+import { INDEX_FORMAT_VERSION } from '../recorder/index-file';
 
 export interface RingSource {
   kind: 'iface';
@@ -133,7 +134,16 @@ interface NativeFilter {
   collect(buf: Uint8Array, start: number, last: number, beginNs: bigint, endNs: bigint, nano: boolean): [Buffer, Uint32Array];
 }
 
+interface NativeIndexBuilder {
+  add(meta: ArrayBuffer, count: number): void;
+  segment(committed: number): Uint8Array;
+  finish(fileBytes: number): Uint8Array;
+  flowCount(): number;
+  timeBounds(): [bigint, bigint] | null;
+}
+
 interface Addon {
+  IndexBuilder: new (version: number, linktype: number, nano: boolean, snaplen: number) => NativeIndexBuilder;
   Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
@@ -252,4 +262,53 @@ export class PacketFilter {
     const [records, out] = this.native.collect(buf, start, last, beginNs, endNs, nano);
     return { records, kept: out.subarray(0, out.length - 1), next: out[out.length - 1]! };
   }
+}
+
+/** What an index says about its pcap file as a whole. */
+export interface IndexInfo {
+  linktype: number;
+  nano: boolean;
+  snaplen: number;
+}
+
+/**
+ * Builds the flow index of one pcap file (recorder/index.fbs; framed and
+ * written by recorder/index-file.ts) from the PacketMeta batches of its
+ * packets, in file order. The work is native (native/index_builder.h): per
+ * packet it finds the flow and updates counters, per segment or file it
+ * encodes. Memory: about 8 bytes a packet and 160 bytes a flow of the whole
+ * file, kept after finish() for the next builder to fill (one file's worth
+ * per process). A call that throws changes nothing.
+ */
+export class IndexBuilder {
+  private readonly native: NativeIndexBuilder;
+
+  constructor(info: IndexInfo) {
+    this.native = new addon.IndexBuilder(INDEX_FORMAT_VERSION, info.linktype, info.nano, info.snaplen);
+  }
+
+  /**
+   * Indexes `count` PacketMeta records (recorder/packet-meta.ts). Their
+   * offsets must increase, by less than 4 GiB from record to record, and not
+   * fall before the end of the last segment.
+   */
+  add(meta: ArrayBuffer, count: number): void { this.native.add(meta, count); }
+
+  /**
+   * The index segment of the packets added since the previous segment() call,
+   * covering the file's bytes from the previous `committed` (0 at first) to this one.
+   */
+  segment(committed: number): Uint8Array { return this.native.segment(committed); }
+
+  /** The index of the whole file, one segment covering [0, fileBytes). Ends the builder. */
+  finish(fileBytes: number): Uint8Array { return this.native.finish(fileBytes); }
+
+  /** Distinct flows of the file so far. */
+  get flowCount(): number { return this.native.flowCount(); }
+
+  /** Earliest packet time so far, in ns at the file's precision (0n before any packet). */
+  get minNs(): bigint { return this.native.timeBounds()?.[0] ?? 0n; }
+
+  /** Latest packet time so far, in ns at the file's precision (0n before any packet). */
+  get maxNs(): bigint { return this.native.timeBounds()?.[1] ?? 0n; }
 }

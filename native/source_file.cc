@@ -1,14 +1,19 @@
 // Import: a pcap or pcapng file read by libpcap, fed to the same chunker as
 // live capture, keeping the file's own timestamps.
+#include <errno.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <memory>
 
 #include "parse.h"
 #include "source.h"
 
 namespace n2d {
 namespace {
+
+constexpr size_t kReadBuffer = 1 << 20;
 
 // Whether the source has nanoseconds is read from the file itself:
 // nanosecond pcap, or pcapng (whose resolution can be anything, per
@@ -34,9 +39,20 @@ class FileSource : public Source {
   bool open(const std::string& path, std::string& err) {
     char errbuf[PCAP_ERRBUF_SIZE] = {0};
     nano_ = file_has_nanoseconds(path);
-    p_ = pcap_open_offline_with_tstamp_precision(
-        path.c_str(), nano_ ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO, errbuf);
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) {
+      err = path + ": " + strerror(errno);
+      return false;
+    }
+    // libpcap reads each record with two fread() calls; with stdio's default
+    // 4 KiB buffer that was a read() syscall every few packets. glibc ignores
+    // the size unless it is given the buffer too.
+    read_buffer_.reset(new char[kReadBuffer]);
+    setvbuf(f, read_buffer_.get(), _IOFBF, kReadBuffer);
+    p_ = pcap_fopen_offline_with_tstamp_precision(f, nano_ ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO,
+                                                  errbuf);
     if (!p_) {
+      fclose(f);
       err = path + ": " + errbuf;
       return false;
     }
@@ -76,6 +92,7 @@ class FileSource : public Source {
   }
 
  private:
+  std::unique_ptr<char[]> read_buffer_;  // the FILE's, freed after pcap_close() in the destructor
   pcap_t* p_ = nullptr;
   bool nano_ = false;
   std::string error_;

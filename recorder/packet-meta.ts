@@ -1,7 +1,7 @@
 // The per-packet metadata record filled by the capture thread (native/meta.h
 // holds the C++ side; change both together). This module is the only place
-// in TypeScript that knows the layout: the index builder reads records through
-// the word indexes below, everything else through the accessors.
+// in TypeScript that knows the layout: hot loops read records through the
+// word indexes below, everything else through the accessors.
 import os from 'node:os';
 
 /** Bytes per record; records are packed back to back in a batch's ArrayBuffer. */
@@ -33,28 +33,14 @@ const IPPROTO = 76;
 const FLAGS = 77;
 
 /**
- * The record seen as 20 little-endian u32 words, for the hot loop of the
- * index builder: one typed-array read per word instead of a DataView call per
- * field. Word WORD_MACS packs src_mac[4..5] (low half) and dst_mac[0..1] (high half).
+ * The record seen as 20 little-endian u32 words, for per-packet loops in
+ * TypeScript (statistics, micro-bursts): one typed-array read per word
+ * instead of a DataView call per field.
  */
 export const META_WORDS = META_SIZE / 4;
 export const WORD_TS_LO = TS_NS / 4;
 export const WORD_TS_HI = WORD_TS_LO + 1;
-export const WORD_OFFSET_LO = OFFSET / 4;
-export const WORD_OFFSET_HI = WORD_OFFSET_LO + 1;
-export const WORD_CAPLEN = CAPLEN / 4;
 export const WORD_WIRELEN = WIRELEN / 4;
-export const WORD_SRC = SRC / 4;
-export const WORD_DST = DST / 4;
-/** sport | dport << 16 */
-export const WORD_PORTS = SPORT / 4;
-/** ethertype | vlan << 16 */
-export const WORD_ETHERTYPE_VLAN = ETHERTYPE / 4;
-export const WORD_SRC_MAC = SRC_MAC / 4;
-export const WORD_MACS = WORD_SRC_MAC + 1;
-export const WORD_DST_MAC_TAIL = WORD_SRC_MAC + 2;
-/** ipproto | flags << 8 (| reserved << 16) */
-export const WORD_PROTO_FLAGS = IPPROTO / 4;
 
 /**
  * A batch as u32 words. The records are little-endian, and so is every host

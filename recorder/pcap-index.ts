@@ -2,8 +2,7 @@
 // npcaprepair), built by the same parser and builder as a recording, so a
 // rebuilt index equals the one that was recorded with the file.
 import fs from 'node:fs';
-import { recordsMeta, RecordsStop } from '../native/addon';
-import { IndexBuilder } from './index-builder';
+import { IndexBuilder, recordsMeta, RecordsStop } from '../native/addon';
 import { MAX_CAPLEN, PCAP_HEADER_BYTES, PcapFormatError, readPcapHeader } from './pcap-file';
 
 const READ_BYTES = 16 << 20;

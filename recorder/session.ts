@@ -1,10 +1,11 @@
 // Turns the native recorder's events into a dump set: an index built per
 // file from the metadata batches, committed in segments while the file is
 // written, and the file published when the writer closes it.
-import { BatchEvent, FileDoneEvent, FileOpenEvent, NoSpaceEvent, Recorder, RecorderEvent, RecorderOptions } from '../native/addon';
+import {
+  BatchEvent, FileDoneEvent, FileOpenEvent, IndexBuilder, NoSpaceEvent, Recorder, RecorderEvent, RecorderOptions,
+} from '../native/addon';
 import { DiskBudget, diskBytes } from './disk-budget';
 import { DumpSet, INDEX_SUFFIX, slotsFor } from './dumpset';
-import { IndexBuilder } from './index-builder';
 import { createSegmentedIndex, SegmentedIndex, writeIndexFile } from './index-file';
 
 /** A file being written is searchable up to its last segment, at most this old. */

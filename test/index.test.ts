@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ByteBuffer } from 'flatbuffers';
-import { IndexBuilder } from '../recorder/index-builder';
+import { IndexBuilder } from '../native/addon';
 import { Segment } from '../recorder/index_generated/index_generated';
 import {
   IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile,

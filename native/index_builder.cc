@@ -1,0 +1,283 @@
+// IndexBuilder's per-packet side: flow interning, per-flow counters, the
+// time table, and the segment / file boundaries.
+#include "index_builder.h"
+
+#include <cstddef>
+#include <cstring>
+
+#include <malloc.h>
+
+#include <mutex>
+
+namespace n2d {
+
+namespace {
+
+/**
+ * The arrays of the last finished builder, for the next one: one file's
+ * worth stays mapped for the life of the process (a steady RSS instead of a
+ * saw tooth), and is filled again without page faults.
+ */
+std::mutex parked_lock;
+std::unique_ptr<FileArrays> parked;
+
+/** Time table granularity: a block ends after this many packets or bytes. */
+constexpr uint32_t BLOCK_PACKETS = 1024;
+constexpr uint64_t BLOCK_BYTES = 1 << 20;
+
+/** Flags that split flows (all of them today; named so that a new one is a decision). */
+constexpr uint32_t KEY_FLAGS = META_IPV4 | META_IPV6 | META_PORTS | META_FRAGMENT | META_VLAN | META_PLAIN | META_MAC;
+
+/** Little-endian u32 word `i` of a record: the flow key is made of the record's words as they are. */
+inline uint32_t word(const PacketMeta& m, size_t i) {
+  uint32_t w;
+  std::memcpy(&w, reinterpret_cast<const uint8_t*>(&m) + 4 * i, 4);
+  return w;
+}
+
+constexpr size_t W_SRC = offsetof(PacketMeta, src) / 4;
+constexpr size_t W_DST = offsetof(PacketMeta, dst) / 4;
+constexpr size_t W_PORTS = offsetof(PacketMeta, sport) / 4;
+constexpr size_t W_ETHER_VLAN = offsetof(PacketMeta, ethertype) / 4;
+constexpr size_t W_SRC_MAC = offsetof(PacketMeta, src_mac) / 4;
+constexpr size_t W_MACS = W_SRC_MAC + 1;           // src_mac[4..5] | dst_mac[0..1] << 16
+constexpr size_t W_DST_MAC_TAIL = W_SRC_MAC + 2;   // dst_mac[2..5]
+
+/** The canonical flow key of a record; true when its source is endpoint B. */
+bool flow_key(const PacketMeta& m, uint32_t* key) {
+  uint32_t flags = m.flags & KEY_FLAGS;
+  bool ip = (flags & (META_IPV4 | META_IPV6)) != 0;
+  bool ip6 = (flags & META_IPV6) != 0;
+  // Endpoints as (addr[4], port) and MACs as (bytes 0-3, bytes 4-5), zero when absent.
+  uint32_t s[4] = {ip ? word(m, W_SRC) : 0, ip6 ? word(m, W_SRC + 1) : 0, ip6 ? word(m, W_SRC + 2) : 0,
+                   ip6 ? word(m, W_SRC + 3) : 0};
+  uint32_t d[4] = {ip ? word(m, W_DST) : 0, ip6 ? word(m, W_DST + 1) : 0, ip6 ? word(m, W_DST + 2) : 0,
+                   ip6 ? word(m, W_DST + 3) : 0};
+  uint32_t ports = ip && (flags & META_PORTS) ? word(m, W_PORTS) : 0;
+  uint32_t sp = ports & 0xffff, dp = ports >> 16;
+  uint32_t sm0 = 0, sm1 = 0, dm0 = 0, dm1 = 0;
+  if (flags & META_MAC) {
+    uint32_t mix = word(m, W_MACS), tail = word(m, W_DST_MAC_TAIL);
+    sm0 = word(m, W_SRC_MAC);
+    sm1 = mix & 0xffff;
+    dm0 = (mix >> 16) | (tail << 16);
+    dm1 = tail >> 16;
+  }
+  // Canonical order: smaller endpoint first, comparing words as numbers; MACs break ties (and order non-IP).
+  int cmp = 0;
+  for (int i = 0; i < 4 && cmp == 0; i++) cmp = s[i] < d[i] ? -1 : s[i] > d[i] ? 1 : 0;
+  if (cmp == 0) cmp = sp < dp ? -1 : sp > dp ? 1 : 0;
+  if (cmp == 0) cmp = sm0 < dm0 ? -1 : sm0 > dm0 ? 1 : sm1 < dm1 ? -1 : sm1 > dm1 ? 1 : 0;
+  bool swap = cmp > 0;
+  const uint32_t* a = swap ? d : s;
+  const uint32_t* b = swap ? s : d;
+  std::memcpy(key + K_ADDR_A, a, 16);
+  std::memcpy(key + K_ADDR_B, b, 16);
+  key[K_PORTS] = swap ? dp | (sp << 16) : ports;
+  key[K_MAC_A] = swap ? dm0 : sm0;
+  key[K_MAC_B] = swap ? sm0 : dm0;
+  key[K_MAC_TAILS] = swap ? dm1 | (sm1 << 16) : sm1 | (dm1 << 16);
+  uint32_t ev = word(m, W_ETHER_VLAN);
+  key[K_ETHER_VLAN] = flags & META_VLAN ? ev : ev & 0xffff;
+  key[K_PROTO_FLAGS] = (ip ? m.ipproto : 0) | (flags << 8);
+  return swap;
+}
+
+}  // namespace
+
+IndexBuilder::IndexBuilder(const IndexInfo& info) : info_(info) {
+  std::lock_guard<std::mutex> g(parked_lock);
+  if (parked) {
+    std::swap(a_, *parked);
+    parked.reset();
+  }
+}
+
+void FileArrays::clear() {
+  flows.clear();
+  swapped.clear();
+  global.clear();
+  local.clear();
+  local_global.clear();
+  local_of.clear();
+  pkt_flow.clear();
+  pkt_off_lo.clear();
+}
+
+std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
+  if (finished_) return "IndexBuilder.add() after finish()";
+  if (count == 0) return {};
+  std::string err = check_offsets(meta, count);
+  if (!err.empty()) return err;
+
+  // Keys and hashes first, so that the flow lookups below can be prefetched ahead.
+  batch_keys_.resize(count * KEY_WORDS);
+  batch_hash_.resize(count);
+  batch_swap_.resize(count);
+  for (size_t i = 0; i < count; i++) {
+    batch_swap_[i] = flow_key(meta[i], &batch_keys_[i * KEY_WORDS]);
+    batch_hash_[i] = a_.flows.hash(&batch_keys_[i * KEY_WORDS]);
+  }
+
+  constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
+  for (size_t i = 0; i < count; i++) {
+    if (i + 2 * AHEAD < count) a_.flows.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
+    if (i + AHEAD < count) {
+      int64_t id = a_.flows.prefetch_key(batch_hash_[i + AHEAD]);
+      if (id >= 0) __builtin_prefetch(&a_.local_of[size_t(id)]);
+    }
+    const PacketMeta& m = meta[i];
+    size_t before = a_.flows.size();
+    uint32_t g = a_.flows.intern(&batch_keys_[i * KEY_WORDS], batch_hash_[i]);
+    if (g == before) {
+      a_.swapped.push_back(batch_swap_[i]);
+      a_.local_of.push_back(-1);
+    }
+
+    uint32_t off_hi = uint32_t(m.offset >> 32);
+    size_t n = a_.pkt_flow.size();
+    if (n == seg_packet_) seg_off_hi_ = off_hi;
+    if (n == 0) file_off_hi_ = off_hi;
+
+    // Ticks: ns, or us (floor, as the pcap file stores them) when not nano.
+    uint64_t t = info_.nano ? m.ts_ns : m.ts_ns / 1000;
+    int32_t l = a_.local_of[g];
+    if (l < 0) {
+      a_.local_of[g] = int32_t(a_.local.size());
+      a_.local_global.push_back(g);
+      a_.local.push_back(FlowStat{t, t, 1, m.caplen, m.wirelen});
+    } else {
+      FlowStat& f = a_.local[size_t(l)];
+      if (t < f.min) f.min = t;
+      else if (t > f.max) f.max = t;
+      f.packets++;
+      f.cap_bytes += m.caplen;
+      f.wire_bytes += m.wirelen;
+    }
+    a_.pkt_flow.push_back(g);
+    a_.pkt_off_lo.push_back(uint32_t(m.offset));
+    to_block(m.offset, t);
+  }
+  return {};
+}
+
+// Offsets must increase by less than 4 GiB from record to record (only their
+// low words are kept per packet) and not fall before the open segment.
+// Checked before anything changes, so a refused batch leaves the builder as it was.
+std::string IndexBuilder::check_offsets(const PacketMeta* meta, size_t count) {
+  if (a_.pkt_flow.size() == seg_packet_ && meta[0].offset < seg_start_) {
+    return "packet offset before the end of the previous segment";
+  }
+  int64_t last = last_offset_;
+  for (size_t i = 0; i < count; i++) {
+    int64_t off = int64_t(meta[i].offset);
+    if (off <= last) return "packet offsets must increase (record " + std::to_string(i) + " of the batch)";
+    if (a_.pkt_flow.size() + i > 0 && off - last >= (int64_t(1) << 32)) {
+      return "consecutive records 4 GiB apart or more (record " + std::to_string(i) + " of the batch)";
+    }
+    last = off;
+  }
+  last_offset_ = last;
+  return {};
+}
+
+/** The covered range must hold the segment's packets. */
+std::string IndexBuilder::check_end(uint64_t end) const {
+  if (end < seg_start_ || (a_.pkt_flow.size() > seg_packet_ && int64_t(end) <= last_offset_)) {
+    return "index end " + std::to_string(end) + " does not cover the packets added (last record at " +
+           std::to_string(last_offset_) + ")";
+  }
+  return {};
+}
+
+void IndexBuilder::to_block(uint64_t offset, uint64_t t) {
+  if (a_.pkt_flow.size() > 1 && t < prev_ticks_) ordered_ = false;
+  prev_ticks_ = t;
+  if (cur_.packets == BLOCK_PACKETS || (cur_.packets > 0 && offset - cur_.offset >= BLOCK_BYTES)) close_block();
+  if (cur_.packets++ == 0) {
+    cur_.offset = offset;
+    cur_.min = cur_.max = t;
+  } else if (t < cur_.min) {
+    cur_.min = t;
+  } else if (t > cur_.max) {
+    cur_.max = t;
+  }
+}
+
+void IndexBuilder::close_block() {
+  if (cur_.packets == 0) return;
+  blocks_.push_back(cur_);
+  cur_.packets = 0;
+}
+
+/** Folds the segment's counters into the whole-file ones and empties them. */
+void IndexBuilder::merge_local() {
+  for (size_t j = 0; j < a_.local.size(); j++) {
+    uint32_t f = a_.local_global[j];
+    const FlowStat& l = a_.local[j];
+    a_.local_of[f] = -1;
+    if (f >= a_.global.size()) {  // new in this segment (flows are numbered in first-sight order)
+      a_.global.push_back(l);
+      continue;
+    }
+    FlowStat& g = a_.global[f];
+    if (l.min < g.min) g.min = l.min;
+    if (l.max > g.max) g.max = l.max;
+    g.packets += l.packets;
+    g.cap_bytes += l.cap_bytes;
+    g.wire_bytes += l.wire_bytes;
+  }
+  a_.local.clear();
+  a_.local_global.clear();
+}
+
+std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
+  if (finished_) return "IndexBuilder.segment() after finish()";
+  std::string err = check_end(committed);
+  if (!err.empty()) return err;
+  close_block();
+  out = encode(Span{seg_start_, committed, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
+                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size()});
+  merge_local();
+  seg_start_ = committed;
+  seg_packet_ = a_.pkt_flow.size();
+  seg_block_ = blocks_.size();
+  return {};
+}
+
+std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
+  if (finished_) return "IndexBuilder.finish() called twice";
+  std::string err = check_end(file_bytes);
+  if (!err.empty()) return err;
+  finished_ = true;
+  close_block();
+  merge_local();
+  out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size()});
+  // Only the time bounds and the flow count are asked for after this.
+  final_flows_ = a_.flows.size();
+  a_.clear();
+  {
+    std::lock_guard<std::mutex> g(parked_lock);
+    if (!parked) parked = std::make_unique<FileArrays>();
+    std::swap(*parked, a_);
+  }
+  a_ = FileArrays();
+  // The encoder's temporaries are freed: hand them back to the system now;
+  // left to free(), most stayed in the heap (RSS) for good.
+  malloc_trim(0);
+  return {};
+}
+
+bool IndexBuilder::time_bounds(uint64_t& min, uint64_t& max) const {
+  bool found = cur_.packets > 0;
+  min = cur_.min;
+  max = cur_.max;
+  for (const TimeBlock& b : blocks_) {
+    if (!found || b.min < min) min = b.min;
+    if (!found || b.max > max) max = b.max;
+    found = true;
+  }
+  return found;
+}
+
+}  // namespace n2d

@@ -1,0 +1,457 @@
+// IndexBuilder::encode: one Segment (recorder/index.fbs) from the flows and
+// packets of a segment or of the whole file: dictionaries ranked by use,
+// per-flow varint columns, key tables, flow checkpoints, record offsets and
+// the time table.
+#include <algorithm>
+#include <cstring>
+
+#include "flatbuf.h"
+#include "index_builder.h"
+#include "varint.h"
+
+namespace n2d {
+
+namespace {
+
+/**
+ * A flow checkpoint every this many flows, a key checkpoint every this many
+ * keys: finding one flow or one key then decodes at most this many entries,
+ * for about 0.4 B a flow and 0.13 B a key.
+ */
+constexpr uint32_t FLOW_CHECKPOINT_EVERY = 128;
+constexpr uint32_t KEY_CHECKPOINT_EVERY = 64;
+
+// Segment's fields, numbered as in recorder/index.fbs.
+enum SegmentField : size_t {
+  S_VERSION, S_LINKTYPE, S_NANO, S_SNAPLEN, S_START, S_END, S_PACKETS, S_CAP_BYTES, S_WIRE_BYTES, S_MIN_TS,
+  S_MAX_TS, S_FLOW_COUNT, S_CLASSES, S_IPV4, S_IPV6, S_MAC_PAIRS, S_FLOW_CLASS, S_FLOW_ADDRS, S_FLOW_PORTS,
+  S_FLOW_MACS, S_FLOW_TIMES, S_FLOW_COUNTS, S_FLOW_WIRE, S_FLOW_OFFSETS, S_BLOCK_COUNT, S_BLOCKS, S_CHUNKS,
+  S_ORDERED, S_IPV4_FLOWS, S_IPV6_FLOWS, S_PORT_FLOWS, S_FLOW_CHECKPOINT_EVERY, S_FLOW_CHECKPOINTS, S_FIELDS,
+};
+enum KeyTableField : size_t { KT_COUNT, KT_EVERY, KT_ENTRIES, KT_CHECKPOINTS, KT_FIELDS };
+
+/** Dictionary ids renumbered by use, most used first, ties in order of first sight. */
+std::vector<uint32_t> rank_by_use(const std::vector<uint32_t>& uses, size_t size) {
+  std::vector<uint32_t> rank(size);
+  constexpr uint64_t ID = uint64_t(1) << 26;
+  uint32_t most = 0;
+  for (size_t id = 0; id < size; id++) most = std::max(most, uses[id]);
+  if (size >= ID || most >= (uint64_t(1) << 27)) {
+    // The TypeScript builder this replaced packed (uses, id) into one double and
+    // could not rank this many; indexes it wrote keep first-sight order here,
+    // so that a rebuilt index stays equal to the recorded one.
+    for (size_t id = 0; id < size; id++) rank[id] = uint32_t(id);
+    return rank;
+  }
+  // A counting sort by use, ids in increasing order within a count: linear,
+  // where sorting millions of entries of random traffic took a tenth of the CPU.
+  std::vector<uint32_t> next(size_t(most) + 1, 0);  // next[u]: first rank of the entries used u times
+  for (size_t id = 0; id < size; id++) next[uses[id]]++;
+  uint32_t r = 0;
+  for (size_t u = size_t(most) + 1; u-- > 0;) {
+    uint32_t n = next[u];
+    next[u] = r;
+    r += n;
+  }
+  for (size_t id = 0; id < size; id++) rank[id] = next[uses[id]]++;
+  return rank;
+}
+
+/** (key, flow) pairs, added in increasing flow order, written as a KeyTable. */
+class Postings {
+ public:
+  /** Keys are below `key_limit`; `dense` tables (dictionaries) have a flow for every key and write no key. */
+  Postings(size_t key_limit, bool dense, size_t capacity) : key_limit_(key_limit), dense_(dense) {
+    keys_.reserve(capacity);
+    flows_.reserve(capacity);
+  }
+
+  /** About what write() takes: a flow a byte or two, a key a few, a checkpoint 8. */
+  size_t bytes_estimate() const { return keys_.empty() ? 0 : 2 * keys_.size() + 64; }
+
+  void add(uint32_t key, uint32_t flow) {
+    keys_.push_back(key);
+    flows_.push_back(flow);
+  }
+
+  /** The table's offset in `fb`, 0 when it has no pair. */
+  uint32_t write(FlatBuilder& fb) const {
+    size_t n = keys_.size();
+    if (n == 0) return 0;
+    // A stable counting sort groups the pairs by key and keeps each key's flows increasing.
+    std::vector<uint32_t> start(key_limit_ + 1, 0);
+    for (uint32_t k : keys_) start[k + 1]++;
+    for (size_t k = 0; k < key_limit_; k++) start[k + 1] += start[k];
+    std::vector<uint32_t> fill(start.begin(), start.end() - 1);
+    std::vector<uint32_t> sorted(n);
+    for (size_t i = 0; i < n; i++) sorted[fill[keys_[i]]++] = flows_[i];
+
+    VarintSink sink(2 * n + 16);
+    std::vector<uint32_t> cp_key, cp_at;
+    uint32_t count = 0, prev_key = 0, prev_first = 0;
+    for (uint32_t key = 0; key < key_limit_; key++) {
+      uint32_t from = start[key], to = start[key + 1];
+      if (from == to) continue;
+      if (count++ % KEY_CHECKPOINT_EVERY == 0) {
+        cp_key.push_back(key);
+        cp_at.push_back(uint32_t(sink.size()));
+        prev_key = prev_first = 0;
+      }
+      if (!dense_) sink.uv(key - prev_key);
+      prev_key = key;
+      sink.uv(to - from);
+      sink.zz32(int32_t(sorted[from] - prev_first));
+      prev_first = sorted[from];
+      for (uint32_t q = from + 1; q < to; q++) sink.uv(sorted[q] - sorted[q - 1]);
+    }
+    uint32_t entries = fb.bytes(sink.data(), sink.size());
+    fb.start_vector(8, cp_key.size(), 4);
+    for (size_t c = cp_key.size(); c-- > 0;) {
+      fb.prep(4, 8);
+      fb.put<uint32_t>(cp_at[c]);
+      fb.put<uint32_t>(cp_key[c]);
+    }
+    uint32_t checkpoints = fb.end_vector();
+    fb.start_object(KT_FIELDS);
+    fb.field<uint32_t>(KT_COUNT, count, 0);
+    fb.field<uint32_t>(KT_EVERY, KEY_CHECKPOINT_EVERY, 0);
+    fb.field_offset(KT_ENTRIES, entries);
+    fb.field_offset(KT_CHECKPOINTS, checkpoints);
+    return fb.end_object();
+  }
+
+ private:
+  size_t key_limit_;
+  bool dense_;
+  std::vector<uint32_t> keys_, flows_;
+};
+
+/** Where a flow checkpoint's flow starts in each column (recorder/index.fbs FlowCheckpoint). */
+struct CheckpointAt {
+  uint32_t cls, addrs, ports, macs, times, counts, wire;
+  uint64_t prev_first_ts;
+};
+
+uint32_t optional_bytes(FlatBuilder& fb, const VarintSink& s) { return s.size() > 0 ? fb.bytes(s.data(), s.size()) : 0; }
+
+inline uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
+
+/** Frees a temporary now: a whole file's index with millions of flows needs hundreds of MB of them. */
+template <typename T>
+void release(std::vector<T>& v) {
+  std::vector<T>().swap(v);
+}
+
+}  // namespace
+
+Encoded IndexBuilder::encode(const Span& in) const {
+  const std::vector<FlowStat>& stats = *in.stats;
+  const size_t n_flows = stats.size();
+  const uint64_t n_packets = in.end_packet - in.first_packet;
+  auto global = [&](size_t j) -> uint32_t { return in.global_of ? in.global_of[j] : uint32_t(j); };
+
+  // Pass 1: dictionaries and their use counts.
+  Interner<2> classes;
+  Interner<1> ipv4(2 * n_flows);
+  Interner<4> ipv6;
+  Interner<3> macs;
+  std::vector<uint32_t> class_uses(n_flows), v4_uses(2 * n_flows), v6_uses(2 * n_flows), mac_uses(n_flows);
+  std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
+  constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
+  for (size_t j = 0; j < n_flows; j++) {
+    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(a_.flows.key(global(j + 2 * AHEAD)));
+    if (j + AHEAD < n_flows) {
+      const uint32_t* next = a_.flows.key(global(j + AHEAD));
+      if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
+      }
+    }
+    uint32_t g = global(j);
+    const uint32_t* k = a_.flows.key(g);
+    uint32_t flags = k[K_PROTO_FLAGS] >> 8;
+    flow_class[j] = classes.intern(k + K_ETHER_VLAN);
+    class_uses[flow_class[j]]++;
+    // Endpoint A of the index is the source of the flow's first packet.
+    const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
+    const uint32_t* b = k + (a_.swapped[g] ? K_ADDR_A : K_ADDR_B);
+    if (flags & META_IPV4) {
+      addr_a[j] = ipv4.intern(a);
+      addr_b[j] = ipv4.intern(b);
+      v4_uses[addr_a[j]]++;
+      v4_uses[addr_b[j]]++;
+    } else if (flags & META_IPV6) {
+      addr_a[j] = ipv6.intern(a);
+      addr_b[j] = ipv6.intern(b);
+      v6_uses[addr_a[j]]++;
+      v6_uses[addr_b[j]]++;
+    }
+    if (flags & META_MAC) {
+      uint32_t tails = k[K_MAC_TAILS];
+      uint32_t pair[3];
+      if (a_.swapped[g]) {
+        pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
+      } else {
+        pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
+      }
+      flow_mac[j] = macs.intern(pair);
+      mac_uses[flow_mac[j]]++;
+    }
+  }
+  const std::vector<uint32_t> class_rank = rank_by_use(class_uses, classes.size());
+  const std::vector<uint32_t> v4_rank = rank_by_use(v4_uses, ipv4.size());
+  const std::vector<uint32_t> v6_rank = rank_by_use(v6_uses, ipv6.size());
+  const std::vector<uint32_t> mac_rank = rank_by_use(mac_uses, macs.size());
+  release(class_uses), release(v4_uses), release(v6_uses), release(mac_uses);
+  classes.seal(), ipv4.seal(), ipv6.seal(), macs.seal();
+
+  // Header times: the blocks hold every packet's time.
+  uint64_t min_ts = 0, max_ts = 0;
+  for (size_t b = in.first_block; b < in.end_block; b++) {
+    if (b == in.first_block || blocks_[b].min < min_ts) min_ts = blocks_[b].min;
+    if (b == in.first_block || blocks_[b].max > max_ts) max_ts = blocks_[b].max;
+  }
+
+  // Pass 2: per-flow columns.
+  VarintSink s_class(n_flows), s_addrs(4 * n_flows), s_macs(n_flows), s_times(4 * n_flows), s_counts(3 * n_flows),
+      s_wire(n_flows);
+  std::vector<uint16_t> ports;
+  ports.reserve(2 * n_flows);
+  bool any_wire = false;
+  uint64_t cap_bytes = 0, wire_bytes = 0, prev_ts = min_ts;
+  std::vector<CheckpointAt> at;
+  Postings v4_flows(ipv4.size(), true, 2 * n_flows), v6_flows(ipv6.size(), true, 2 * n_flows),
+      port_flows(65536, false, 2 * n_flows);
+  for (size_t j = 0; j < n_flows; j++) {
+    uint32_t g = global(j);
+    const uint32_t* k = a_.flows.key(g);
+    uint32_t flags = k[K_PROTO_FLAGS] >> 8;
+    if (j % FLOW_CHECKPOINT_EVERY == 0) {
+      at.push_back(CheckpointAt{uint32_t(s_class.size()), uint32_t(s_addrs.size()), uint32_t(ports.size()),
+                                uint32_t(s_macs.size()), uint32_t(s_times.size()), uint32_t(s_counts.size()),
+                                uint32_t(s_wire.size()), prev_ts});
+    }
+    s_class.uv(class_rank[flow_class[j]]);
+    if (flags & (META_IPV4 | META_IPV6)) {
+      const std::vector<uint32_t>& rank = flags & META_IPV4 ? v4_rank : v6_rank;
+      uint32_t a = rank[addr_a[j]], b = rank[addr_b[j]];
+      s_addrs.uv(a);
+      s_addrs.uv(b);
+      Postings& table = flags & META_IPV4 ? v4_flows : v6_flows;
+      table.add(a, uint32_t(j));
+      if (b != a) table.add(b, uint32_t(j));
+    }
+    if (flags & META_PORTS) {
+      uint32_t p = k[K_PORTS];
+      uint16_t a = uint16_t(a_.swapped[g] ? p >> 16 : p & 0xffff);
+      uint16_t b = uint16_t(a_.swapped[g] ? p & 0xffff : p >> 16);
+      ports.push_back(a);
+      ports.push_back(b);
+      port_flows.add(a, uint32_t(j));
+      if (b != a) port_flows.add(b, uint32_t(j));
+    }
+    if (flags & META_MAC) s_macs.uv(mac_rank[flow_mac[j]]);
+    const FlowStat& f = stats[j];
+    s_times.zz_diff(f.min, prev_ts);
+    s_times.uv(f.max - f.min);
+    prev_ts = f.min;
+    s_counts.uv(f.packets);
+    s_counts.uv(f.cap_bytes);
+    if (f.wire_bytes >= f.cap_bytes) {
+      s_wire.uv(f.wire_bytes - f.cap_bytes);
+    } else {
+      // A record whose original length is below its captured length (broken writers):
+      // the TypeScript builder this replaced wrote the low byte of the negative difference.
+      s_wire.byte(uint8_t(f.wire_bytes - f.cap_bytes));
+    }
+    any_wire = any_wire || f.wire_bytes != f.cap_bytes;
+    cap_bytes += f.cap_bytes;
+    wire_bytes += f.wire_bytes;
+  }
+
+  release(flow_class), release(addr_a), release(addr_b), release(flow_mac);
+
+  std::vector<uint32_t> offsets_at;
+  std::vector<uint64_t> prev_first_offset;
+  const VarintSink offsets = encode_offsets(in, offsets_at, prev_first_offset);
+
+  VarintSink s_blocks((in.end_block - in.first_block) * 8);
+  uint64_t prev_off = in.start;
+  prev_ts = min_ts;
+  for (size_t b = in.first_block; b < in.end_block; b++) {
+    const TimeBlock& t = blocks_[b];
+    s_blocks.uv(t.offset - prev_off);
+    s_blocks.uv(t.packets);
+    s_blocks.zz_diff(t.min, prev_ts);
+    s_blocks.uv(t.max - t.min);
+    prev_off = t.offset;
+    prev_ts = t.min;
+  }
+
+  // Flatbuffers are built back to front: vectors first, then the table.
+  FlatBuilder fb(1024 + s_class.size() + s_addrs.size() + 2 * ports.size() + s_macs.size() + s_times.size() +
+                 s_counts.size() + s_wire.size() + offsets.size() + s_blocks.size() + 6 * classes.size() +
+                 4 * ipv4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size() +
+                 v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
+  uint32_t v_classes = 0;
+  if (classes.size() > 0) {
+    std::vector<uint32_t> by_rank(classes.size());
+    for (size_t id = 0; id < classes.size(); id++) by_rank[class_rank[id]] = uint32_t(id);
+    fb.start_vector(6, classes.size(), 2);
+    for (size_t r = classes.size(); r-- > 0;) {
+      const uint32_t* c = classes.key(by_rank[r]);  // (ethertype | vlan << 16, ipproto | flags << 8)
+      fb.prep(2, 6);
+      fb.put<uint16_t>(uint16_t(c[0] >> 16));
+      fb.put<uint16_t>(uint16_t(c[0]));
+      fb.put<uint8_t>(uint8_t(c[1]));
+      fb.put<uint8_t>(uint8_t(c[1] >> 8));
+    }
+    v_classes = fb.end_vector();
+  }
+  uint32_t v_ipv4 = 0;
+  if (ipv4.size() > 0) {
+    // Keys hold the address bytes as read little-endian; the index stores a.b.c.d as a number.
+    std::vector<uint32_t> values(ipv4.size());
+    for (size_t id = 0; id < ipv4.size(); id++) values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
+    fb.start_vector(4, values.size(), 4);
+    for (size_t i = values.size(); i-- > 0;) fb.add<uint32_t>(values[i]);
+    v_ipv4 = fb.end_vector();
+  }
+  uint32_t v_ipv6 = 0;
+  if (ipv6.size() > 0) {
+    std::vector<uint8_t> bytes(16 * ipv6.size());
+    for (size_t id = 0; id < ipv6.size(); id++) std::memcpy(&bytes[16 * v6_rank[id]], ipv6.key(id), 16);
+    v_ipv6 = fb.bytes(bytes.data(), bytes.size());
+  }
+  uint32_t v_macs = 0;
+  if (macs.size() > 0) {
+    // Keys are (A bytes 0-3, B bytes 0-3, A bytes 4-5 | B bytes 4-5 << 16); entries are MAC A, MAC B.
+    std::vector<uint8_t> bytes(12 * macs.size());
+    for (size_t id = 0; id < macs.size(); id++) {
+      const uint32_t* m = macs.key(id);
+      uint8_t* e = &bytes[12 * mac_rank[id]];
+      std::memcpy(e, &m[0], 4);
+      std::memcpy(e + 4, &m[2], 2);
+      std::memcpy(e + 6, &m[1], 4);
+      std::memcpy(e + 10, reinterpret_cast<const uint8_t*>(&m[2]) + 2, 2);
+    }
+    v_macs = fb.bytes(bytes.data(), bytes.size());
+  }
+  uint32_t v_flow_class = optional_bytes(fb, s_class);
+  uint32_t v_addrs = optional_bytes(fb, s_addrs);
+  uint32_t v_ports = 0;
+  if (!ports.empty()) {
+    fb.start_vector(2, ports.size(), 2);
+    for (size_t i = ports.size(); i-- > 0;) fb.add<uint16_t>(ports[i]);
+    v_ports = fb.end_vector();
+  }
+  uint32_t v_flow_macs = optional_bytes(fb, s_macs);
+  uint32_t v_times = optional_bytes(fb, s_times);
+  uint32_t v_counts = optional_bytes(fb, s_counts);
+  uint32_t v_wire = any_wire ? optional_bytes(fb, s_wire) : 0;
+  uint32_t v_offsets = optional_bytes(fb, offsets);
+  uint32_t v_blocks = optional_bytes(fb, s_blocks);
+  uint32_t v_v4_flows = v4_flows.write(fb);
+  uint32_t v_v6_flows = v6_flows.write(fb);
+  uint32_t v_port_flows = port_flows.write(fb);
+  uint32_t v_checkpoints = 0;
+  if (n_flows > 0) {
+    fb.start_vector(48, at.size(), 8);
+    for (size_t c = at.size(); c-- > 0;) {
+      fb.prep(8, 48);
+      fb.put<uint64_t>(prev_first_offset[c]);
+      fb.put<uint64_t>(at[c].prev_first_ts);
+      fb.put<uint32_t>(offsets_at[c]);
+      fb.put<uint32_t>(any_wire ? at[c].wire : 0);
+      fb.put<uint32_t>(at[c].counts);
+      fb.put<uint32_t>(at[c].times);
+      fb.put<uint32_t>(at[c].macs);
+      fb.put<uint32_t>(at[c].ports);
+      fb.put<uint32_t>(at[c].addrs);
+      fb.put<uint32_t>(at[c].cls);
+    }
+    v_checkpoints = fb.end_vector();
+  }
+
+  fb.start_object(S_FIELDS);
+  fb.field<uint16_t>(S_VERSION, info_.version, 0);
+  fb.field<uint32_t>(S_LINKTYPE, info_.linktype, 0);
+  fb.field<uint8_t>(S_NANO, info_.nano ? 1 : 0, 0);
+  fb.field<uint32_t>(S_SNAPLEN, info_.snaplen, 0);
+  fb.field<uint64_t>(S_START, in.start, 0);
+  fb.field<uint64_t>(S_END, in.end, 0);
+  fb.field<uint64_t>(S_PACKETS, n_packets, 0);
+  fb.field<uint64_t>(S_CAP_BYTES, cap_bytes, 0);
+  fb.field<uint64_t>(S_WIRE_BYTES, wire_bytes, 0);
+  fb.field<uint64_t>(S_MIN_TS, min_ts, 0);
+  fb.field<uint64_t>(S_MAX_TS, max_ts, 0);
+  fb.field<uint32_t>(S_FLOW_COUNT, uint32_t(n_flows), 0);
+  fb.field_offset(S_CLASSES, v_classes);
+  fb.field_offset(S_IPV4, v_ipv4);
+  fb.field_offset(S_IPV6, v_ipv6);
+  fb.field_offset(S_MAC_PAIRS, v_macs);
+  fb.field_offset(S_FLOW_CLASS, v_flow_class);
+  fb.field_offset(S_FLOW_ADDRS, v_addrs);
+  fb.field_offset(S_FLOW_PORTS, v_ports);
+  fb.field_offset(S_FLOW_MACS, v_flow_macs);
+  fb.field_offset(S_FLOW_TIMES, v_times);
+  fb.field_offset(S_FLOW_COUNTS, v_counts);
+  fb.field_offset(S_FLOW_WIRE, v_wire);
+  fb.field_offset(S_FLOW_OFFSETS, v_offsets);
+  fb.field<uint32_t>(S_BLOCK_COUNT, uint32_t(in.end_block - in.first_block), 0);
+  fb.field_offset(S_BLOCKS, v_blocks);
+  fb.field<uint8_t>(S_ORDERED, ordered_ ? 1 : 0, 0);
+  fb.field_offset(S_IPV4_FLOWS, v_v4_flows);
+  fb.field_offset(S_IPV6_FLOWS, v_v6_flows);
+  fb.field_offset(S_PORT_FLOWS, v_port_flows);
+  fb.field<uint32_t>(S_FLOW_CHECKPOINT_EVERY, FLOW_CHECKPOINT_EVERY, 0);
+  fb.field_offset(S_FLOW_CHECKPOINTS, v_checkpoints);
+  fb.finish(fb.end_object());
+  Encoded out;
+  size_t size = fb.offset();
+  out.buffer = fb.release(out.capacity);
+  out.start = out.capacity - size;
+  return out;
+}
+
+/**
+ * Each flow's record offsets, grouped by flow (a counting sort of the
+ * packets), with where each checkpointed flow starts and the first offset
+ * of the flow before it.
+ */
+VarintSink IndexBuilder::encode_offsets(const Span& in, std::vector<uint32_t>& at,
+                                        std::vector<uint64_t>& prev_first) const {
+  const std::vector<FlowStat>& stats = *in.stats;
+  const size_t n_flows = stats.size();
+  std::vector<uint64_t> first(n_flows + 1, 0);
+  for (size_t j = 0; j < n_flows; j++) first[j + 1] = first[j] + stats[j].packets;
+  std::vector<uint64_t> fill(first.begin(), first.end() - 1);
+  std::vector<uint64_t> sorted(in.end_packet - in.first_packet);
+  uint64_t hi = in.first_offset_hi;
+  int64_t prev_lo = -1;
+  for (size_t p = in.first_packet; p < in.end_packet; p++) {
+    uint32_t lo = a_.pkt_off_lo[p];
+    if (int64_t(lo) < prev_lo) hi++;  // consecutive records are less than 4 GiB apart (check_offsets)
+    prev_lo = lo;
+    uint32_t g = a_.pkt_flow[p];
+    sorted[fill[in.local_of ? uint32_t(in.local_of[g]) : g]++] = (hi << 32) | lo;
+  }
+  VarintSink sink(3 * sorted.size() + 16);
+  uint64_t prev_flow_first = in.start;
+  for (size_t j = 0; j < n_flows; j++) {
+    if (j % FLOW_CHECKPOINT_EVERY == 0) {
+      at.push_back(uint32_t(sink.size()));
+      prev_first.push_back(prev_flow_first);
+    }
+    uint64_t prev = sorted[first[j]];
+    sink.uv(prev - prev_flow_first);
+    prev_flow_first = prev;
+    for (uint64_t q = first[j] + 1; q < first[j + 1]; q++) {
+      sink.uv(sorted[q] - prev);
+      prev = sorted[q];
+    }
+  }
+  return sink;
+}
+
+}  // namespace n2d
