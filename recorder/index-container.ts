@@ -326,10 +326,11 @@ export class LazyIndexFile {
 
   private open(): void {
     const size = this.identity.size;
-    const first = this.pread(new Uint8Array(Math.min(size, FIRST_READ)), 0);
+    const fd = this.fd!;
+    const first = this.pread(fd, new Uint8Array(Math.min(size, FIRST_READ)), 0);
     checkFileHeader(first, this.path, false);
     const read = (at: number, n: number): Uint8Array =>
-      at + n <= first.length ? first.subarray(at, at + n) : this.pread(new Uint8Array(Math.max(0, Math.min(n, size - at))), at);
+      at + n <= first.length ? first.subarray(at, at + n) : this.pread(fd, new Uint8Array(Math.max(0, Math.min(n, size - at))), at);
     const fetch: Fetch = (into, position) => this.fetch(into, position);
     for (let at = HEADER_BYTES; at < size;) {
       const k = this.segments.length;
@@ -352,7 +353,7 @@ export class LazyIndexFile {
 
   private fetch(into: Uint8Array, position: number): void {
     if (this.fd !== undefined) {
-      this.pread(into, position);
+      this.pread(this.fd, into, position);
       return;
     }
     let fd: number;
@@ -367,17 +368,15 @@ export class LazyIndexFile {
       if (now.ino !== was.ino || now.dev !== was.dev || now.size !== was.size || now.mtimeMs !== was.mtimeMs) {
         throw new IndexError(this.path, 'replaced while being read');
       }
-      this.fd = fd;
-      this.pread(into, position);
+      this.pread(fd, into, position);
     } finally {
-      this.fd = undefined;
       fs.closeSync(fd);
     }
   }
 
-  private pread(into: Uint8Array, position: number): Uint8Array {
+  private pread(fd: number, into: Uint8Array, position: number): Uint8Array {
     for (let done = 0; done < into.length;) {
-      const n = fs.readSync(this.fd!, into, done, into.length - done, position + done);
+      const n = fs.readSync(fd, into, done, into.length - done, position + done);
       if (n === 0) throw new IndexError(this.path, `ends at byte ${position + done}, inside a segment`);
       done += n;
     }
