@@ -48,9 +48,7 @@ export function writeIndexWithChunks(path: string, chunks: ChunkTable): void {
   const fail = (defect: string): never => {
     throw new IndexError(path, `chunk table: ${defect}`);
   };
-  // Every block checked first: the whole segment is copied into the new one.
-  const defect = segments[0]!.checkAll();
-  if (defect !== undefined) throw new IndexError(path, defect);
+  // segmentsInMemory() has checked every block: the whole segment is copied into the new one.
   const seg = decodeSegment(segments[0]!, path, 0, 0);
   if (chunks.plain[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== seg.end) fail(`does not cover the indexed ${seg.end} bytes`);
   const t = seg.seg.unpack();
@@ -203,7 +201,7 @@ export function readIndexFile(path: string, opts: ReadOptions = {}): IndexView {
   // A file being written has a small index with a torn tail to tolerate: read whole.
   if (opts.partial || opts.whole) {
     const partial = opts.partial ?? false;
-    return decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
+    return readWhole(path, partial);
   }
   const file = new LazyIndexFile(path);
   try {
@@ -232,7 +230,21 @@ export function readIndexSpan(path: string): TimeSpan | undefined {
   }
 }
 
-function decodeIndex(parts: readonly SegmentBytes[], path: string, partial: boolean, file?: LazyIndexFile): DecodedIndex {
+/** An index read whole, every block checked. */
+function readWhole(path: string, partial: boolean): DecodedIndex {
+  const buf = fs.readFileSync(path);
+  const file: IndexSource = { bytesRead: buf.length, size: buf.length, release: () => undefined };
+  return decodeIndex(segmentsInMemory(buf, path, partial), path, partial, file);
+}
+
+/** Where a decoded index came from: a file read lazily (LazyIndexFile) or whole. */
+interface IndexSource {
+  readonly bytesRead: number;
+  readonly size: number;
+  release(): void;
+}
+
+function decodeIndex(parts: readonly SegmentBytes[], path: string, partial: boolean, file: IndexSource): DecodedIndex {
   let base = 0;
   const segments = parts.map((bytes, k) => {
     const s = decodeSegment(bytes, path, k, base);
@@ -1060,7 +1072,7 @@ class DecodedIndex implements IndexView {
   readonly segmentFlows: readonly SegmentFlows[];
   private allBlocks: TimeBlock[] | undefined;
 
-  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean, private readonly file?: LazyIndexFile) {
+  constructor(readonly path: string, readonly parts: readonly SegmentData[], partial: boolean, private readonly file: IndexSource) {
     const first: SegmentData | undefined = parts[0];
     const fail = (defect: string): never => {
       throw new IndexError(path, defect);
@@ -1100,13 +1112,11 @@ class DecodedIndex implements IndexView {
   }
 
   release(): void {
-    this.file?.release();
+    this.file.release();
   }
 
   get bytesRead(): { bytes: number; of: number } {
-    if (this.file) return { bytes: this.file.bytesRead, of: this.file.size };
-    const size = this.parts.reduce((n, s) => n + s.src.length, 0);
-    return { bytes: size, of: size };
+    return { bytes: this.file.bytesRead, of: this.file.size };
   }
 
   get timeBlocks(): readonly TimeBlock[] {
@@ -1196,7 +1206,7 @@ export function checkIndex(path: string, pcapPath?: string, open: (pcap: string)
   let index: DecodedIndex;
   let all: Float64Array;
   try {
-    index = decodeIndex(segmentsInMemory(fs.readFileSync(path), path, partial), path, partial);
+    index = readWhole(path, partial);
     // Decoding the flows can find more defects.
     all = checkConsistency(index, problems);
   } catch (e) {
