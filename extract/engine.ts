@@ -9,7 +9,7 @@ import { ByteReader } from '../recorder/byte-reader';
 import { CompressedFileError, DecompressStats, openDumpBytes } from '../recorder/compressed-file';
 import { DumpFile, filesInRange, openTimeline } from '../recorder/dumpset';
 import { ChunkTable, FlowView, IndexError, IndexView, SegmentFlows, readIndexFile } from '../recorder/index-file';
-import { PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
+import { PCAP_HEADER_BYTES, PcapFormatError, readPcapHeader } from '../recorder/pcap-file';
 import { ExtractExit } from './exits';
 import { FlowTable, formatJsonLines, formatTable } from './flows';
 import { mergeByTime, Source, sortedPackets } from './merge';
@@ -338,7 +338,7 @@ export class Extraction {
     for (const [i, p] of toRead.entries()) {
       const { index, info } = p;
       const filter = this.filterFor(info.linktype, info.snaplen);
-      const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: 24, stop: info.end }];
+      const ranges: ByteRange[] = p.plan ? p.plan.ranges : [{ start: PCAP_HEADER_BYTES, stop: info.end }];
       const read = (): Iterator<Batch> => {
         const source = this.open(p);
         const gen = readRanges({ source, end: info.end, filter, beginNs, endNs, nano: info.nano, origin: fileOrigins[i]! }, ranges, this.stats);

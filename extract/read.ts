@@ -3,6 +3,7 @@
 // inside them every record is walked and judged by libpcap (PacketFilter).
 import { PacketFilter } from '../native/addon';
 import { ByteReader } from '../recorder/byte-reader';
+import { PCAP_HEADER_BYTES } from '../recorder/pcap-file';
 
 /** A stretch of a file: records starting at `start`, up to those starting before `stop`. */
 export interface ByteRange {
@@ -72,7 +73,6 @@ export interface FileReading {
 const TAIL = 4096;
 /** Largest single read of a sequential stretch. */
 const CHUNK = 4 << 20;
-const PCAP_HEADER = 24;
 
 export interface ReadStats {
   bytesRead: number;
@@ -86,7 +86,7 @@ export function* readRanges(f: FileReading, ranges: readonly ByteRange[], stats:
   // One read buffer per file, grown as needed: kept records are copied out by the scan.
   let scratch = Buffer.allocUnsafe(0);
   for (const range of ranges) {
-    let pos = Math.max(range.start, PCAP_HEADER);
+    let pos = Math.max(range.start, PCAP_HEADER_BYTES);
     const stop = Math.min(range.stop, fileEnd);
     let want = Math.min(stop - pos + TAIL, CHUNK);
     let grown = false;
