@@ -17,12 +17,14 @@ import { StoredCount, countPcapDir, countStenotypeDir } from './lib/count';
 import { VethPair, destroyAllNamespaces } from './lib/netns';
 import {
   Child, ProcSnapshot, childrenOf, cpuTimes, deviceWrittenBytes, killAll, machine, ownCpu, processCpu, run, signal, sleep, snapshotProcesses,
-  start, waitQuiet, within,
+  start, treeRss, waitQuiet, within,
 } from './lib/sys';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const WORK_ROOT = '/var/tmp'; // the real disk, not tmpfs
 const RING_MB = 256; // the same capture buffer for every tool
+/** Memory is steady when it does not grow after this far into the traffic (issue 7). */
+const STEADY_AFTER_S = 60;
 /** Directories to delete however the bench ends. */
 const scratch = new Set<string>();
 
@@ -137,6 +139,8 @@ interface Result {
   /** Tool CPU while the traffic ran, as a fraction of one core: near 1 means the core was the limit. */
   busy: number;
   rssMB: number;
+  /** The tool's resident memory (with its children), sampled every second until it exits. */
+  rss: RssSummary;
   diskMB: number;
   stopSec: number;
   /** Other people's processes, in cores, while the traffic ran. */
@@ -147,6 +151,53 @@ interface Result {
   notes: string[];
   /** The end of the tool's own output, for a look at what happened. */
   outputTail: string;
+}
+
+/** One sample a second of a process tree's RSS, timed from the start of the traffic (negative before it). */
+class RssSampler {
+  readonly samples: { t: number; mb: number }[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private t0 = process.hrtime.bigint();
+
+  constructor(private readonly pid: number) {
+    this.timer = setInterval(() => this.sample(), 1000);
+  }
+
+  /** From now on samples are timed from the traffic's start. */
+  trafficStarts(): void {
+    this.t0 = process.hrtime.bigint();
+    this.samples.length = 0;
+    this.sample();
+  }
+
+  sample(): void {
+    const mb = treeRss(this.pid) / 2 ** 20;
+    if (mb > 0) this.samples.push({ t: Number(process.hrtime.bigint() - this.t0) / 1e9, mb });
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+interface RssSummary {
+  /** At STEADY_AFTER_S into the traffic (the nearest sample); undefined in shorter runs. */
+  atSteadyMB?: number;
+  peakMB: number;
+  /** The last sample before the stop signal: the tool's steady state, before the final file is indexed. */
+  endMB: number;
+  samples: { t: number; mb: number }[];
+}
+
+function summarizeRss(samples: { t: number; mb: number }[], stopT: number): RssSummary {
+  const running = samples.filter((s) => s.t <= stopT);
+  const steady = running.filter((s) => s.t >= STEADY_AFTER_S - 1);
+  return {
+    atSteadyMB: steady.length && running[running.length - 1].t >= STEADY_AFTER_S - 1 ? steady[0].mb : undefined,
+    peakMB: samples.reduce((m, s) => Math.max(m, s.mb), 0),
+    endMB: running.length ? running[running.length - 1].mb : 0,
+    samples,
+  };
 }
 
 /** A trafgen packet: Ethernet, IPv4, UDP, with random addresses and ports (many flows) and the IP id. */
@@ -196,6 +247,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
   const veth = new VethPair(tag);
   const dir = scratchDir(WORK_ROOT);
   const timeFile = path.join(scratchDir(os.tmpdir()), 'time');
+  let rss: RssSampler | undefined;
   try {
     veth.create();
     tool.prepare?.(dir);
@@ -204,6 +256,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
     // ip netns exec and taskset exec in place: the child's pid is GNU time's.
     const toolChild = start(wrapped);
     const toolPid = await childOf(toolChild.pid, toolChild);
+    rss = new RssSampler(toolPid);
     await waitBound(toolPid, veth.ifindexB(), toolChild, 30_000);
     await sleep(1000);
 
@@ -212,6 +265,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
     const load0 = loadSnapshot();
     const rateArgs = rate === 'max' ? [] : ['-b', `${Math.round(Number(rate) * 1e6)}pps`];
     const t0 = process.hrtime.bigint();
+    rss.trafficStarts();
     const gen = start([
       'ip', 'netns', 'exec', veth.nsA, 'taskset', '-c', '0',
       'trafgen', '-i', cfgFile, '-o', veth.ifA, '-P', '1', '--no-sock-mem', '-Q', ...rateArgs,
@@ -246,6 +300,8 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
     if (wireDrops) notes.push(`${wireDrops} dropped by veth`);
 
     await sleep(tool.settleMs);
+    rss.sample();
+    const stopT = Number(process.hrtime.bigint() - t0) / 1e9;
     const stopAt = Date.now();
     signal(toolPid, tool.stopSignal);
     const exitedInTime = await within(toolChild.exited, tool.stopTimeoutMs);
@@ -255,6 +311,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
       signal(toolPid, 'SIGKILL'); // not GNU time: it still has to write the figures
       await toolChild.exited;
     }
+    rss.stop();
     const timeLines = fs.readFileSync(timeFile, 'utf8').trim().split('\n');
     const [user, sys, rssKB] = timeLines[timeLines.length - 1].split(' ').map(Number);
     if (exitedInTime && timeLines.length > 1) notes.push(timeLines[0].trim()); // "Command exited with non-zero status N"
@@ -277,11 +334,13 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
       size, rate, tool: tool.name, sent, arrived, seconds: genSec, stored: count.packets,
       toolStored: rep.stored, toolDropped: rep.dropped,
       cpuSec: user + sys - cpu0, startCpuSec: cpu0, busy: (cpu1 - cpu0) / wall, rssMB: rssKB / 1024,
+      rss: summarizeRss(rss.samples, stopT),
       diskMB: count.diskBytes / 2 ** 20, stopSec, foreignLoad: foreignLoad(load0, load1),
       deviceMBps: (load1.diskBytes - load0.diskBytes) / 2 ** 20 / ((load1.at - load0.at) / 1000), count, notes,
       outputTail: toolOut.slice(-3000),
     };
   } finally {
+    rss?.stop();
     killAll();
     veth.destroy();
     run(['sync']);
@@ -315,8 +374,8 @@ function row(cols: (string | number)[], widths: number[]): string {
 }
 
 function printTable(results: Result[]): void {
-  const head = ['size', 'rate', 'tool', 'sent', 'Mpps', 'Gbit/s', 'stored', 'lost', 'lost%', 'ns/pkt', 'busy%', 'start s', 'RSS MB', 'disk MB/s', 'dev MB/s', 'stop s', 'other%'];
-  const w = [5, 5, 12, 10, 6, 6, 10, 10, 6, 7, 6, 7, 7, 9, 8, 6, 6];
+  const head = ['size', 'rate', 'tool', 'sent', 'Mpps', 'Gbit/s', 'stored', 'lost', 'lost%', 'ns/pkt', 'busy%', 'start s', 'RSS MB', `RSS@${STEADY_AFTER_S}`, 'RSS pk', 'RSS end', 'growth', 'disk MB/s', 'dev MB/s', 'stop s', 'other%'];
+  const w = [5, 5, 12, 10, 6, 6, 10, 10, 6, 7, 6, 7, 7, 7, 7, 7, 7, 9, 8, 6, 6];
   console.log(row(head, w));
   for (const r of results) {
     const lost = r.sent - r.stored;
@@ -324,7 +383,9 @@ function printTable(results: Result[]): void {
       r.size, r.rate, r.tool, r.sent, (r.sent / r.seconds / 1e6).toFixed(3),
       ((r.sent * r.size * 8) / r.seconds / 1e9).toFixed(2),
       r.stored, lost, fmtPct(pct(lost, r.sent)), r.stored ? ((r.cpuSec / r.stored) * 1e9).toFixed(0) : '-',
-      (r.busy * 100).toFixed(0), r.startCpuSec.toFixed(2), r.rssMB.toFixed(0), (r.diskMB / r.seconds).toFixed(0), r.deviceMBps.toFixed(0), r.stopSec.toFixed(1),
+      (r.busy * 100).toFixed(0), r.startCpuSec.toFixed(2), r.rssMB.toFixed(0),
+      r.rss.atSteadyMB?.toFixed(0) ?? '-', r.rss.peakMB.toFixed(0), r.rss.endMB.toFixed(0),
+      r.rss.atSteadyMB === undefined ? '-' : (r.rss.endMB - r.rss.atSteadyMB).toFixed(0), (r.diskMB / r.seconds).toFixed(0), r.deviceMBps.toFixed(0), r.stopSec.toFixed(1),
       (r.foreignLoad * 100).toFixed(0),
     ], w));
   }
@@ -409,7 +470,7 @@ async function main(): Promise<void> {
         try {
           const r = await measure(tool, size, rate, seconds, String(k++ % 100), cfgFile);
           results.push(r);
-          process.stderr.write(`  sent ${r.sent}, stored ${r.stored}, ${(r.cpuSec * 1e9 / Math.max(1, r.stored)).toFixed(0)} ns/pkt${r.notes.length ? `; ${r.notes.join('; ')}` : ''}\n`);
+          process.stderr.write(`  sent ${r.sent}, stored ${r.stored}, ${(r.cpuSec * 1e9 / Math.max(1, r.stored)).toFixed(0)} ns/pkt, RSS peak ${r.rss.peakMB.toFixed(0)} MB${r.notes.length ? `; ${r.notes.join('; ')}` : ''}\n`);
         } catch (err) {
           process.stderr.write(`  failed: ${(err as Error).message}\n`);
         }

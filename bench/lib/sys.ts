@@ -92,6 +92,40 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
+/** A process and every descendant, children of any of its threads included (node forks from several). */
+export function processTree(pid: number): number[] {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    let tasks: string[] = [];
+    try {
+      tasks = fs.readdirSync(`/proc/${all[i]}/task`);
+    } catch {
+      continue; // gone
+    }
+    for (const t of tasks) {
+      try {
+        all.push(...fs.readFileSync(`/proc/${all[i]}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        /* the thread ended */
+      }
+    }
+  }
+  return all;
+}
+
+/** Resident set of a process and its descendants, in bytes (VmRSS; 0 for those gone). */
+export function treeRss(pid: number): number {
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    try {
+      kb += Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return kb * 1024;
+}
+
 const CLK_TCK = 100; // USER_HZ on every Linux architecture this runs on
 
 interface ProcStat {
