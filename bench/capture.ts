@@ -186,16 +186,24 @@ interface RssSummary {
   peakMB: number;
   /** The last sample before the stop signal: the tool's steady state, before the final file is indexed. */
   endMB: number;
+  /**
+   * The highest sample after STEADY_AFTER_S until the stop signal, less the highest before it:
+   * above 0, memory still grew after the first minute. Undefined in shorter runs.
+   */
+  growthMB?: number;
   samples: { t: number; mb: number }[];
 }
 
 function summarizeRss(samples: { t: number; mb: number }[], stopT: number): RssSummary {
   const running = samples.filter((s) => s.t <= stopT);
   const steady = running.filter((s) => s.t >= STEADY_AFTER_S - 1);
+  const peak = (list: { mb: number }[]): number => list.reduce((m, s) => Math.max(m, s.mb), 0);
+  const later = running.filter((s) => s.t > STEADY_AFTER_S);
   return {
-    atSteadyMB: steady.length && running[running.length - 1].t >= STEADY_AFTER_S - 1 ? steady[0].mb : undefined,
-    peakMB: samples.reduce((m, s) => Math.max(m, s.mb), 0),
+    atSteadyMB: steady.length ? steady[0].mb : undefined,
+    peakMB: peak(samples),
     endMB: running.length ? running[running.length - 1].mb : 0,
+    growthMB: later.length ? peak(later) - peak(running.filter((s) => s.t <= STEADY_AFTER_S)) : undefined,
     samples,
   };
 }
@@ -385,7 +393,7 @@ function printTable(results: Result[]): void {
       r.stored, lost, fmtPct(pct(lost, r.sent)), r.stored ? ((r.cpuSec / r.stored) * 1e9).toFixed(0) : '-',
       (r.busy * 100).toFixed(0), r.startCpuSec.toFixed(2), r.rssMB.toFixed(0),
       r.rss.atSteadyMB?.toFixed(0) ?? '-', r.rss.peakMB.toFixed(0), r.rss.endMB.toFixed(0),
-      r.rss.atSteadyMB === undefined ? '-' : (r.rss.endMB - r.rss.atSteadyMB).toFixed(0), (r.diskMB / r.seconds).toFixed(0), r.deviceMBps.toFixed(0), r.stopSec.toFixed(1),
+      r.rss.growthMB?.toFixed(0) ?? '-', (r.diskMB / r.seconds).toFixed(0), r.deviceMBps.toFixed(0), r.stopSec.toFixed(1),
       (r.foreignLoad * 100).toFixed(0),
     ], w));
   }

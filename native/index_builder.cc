@@ -237,7 +237,7 @@ std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   if (!err.empty()) return err;
   close_block();
   out = encode(Span{seg_start_, committed, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
-                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size()});
+                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size(), false});
   merge_local();
   seg_start_ = committed;
   seg_packet_ = a_.pkt_flow.size();
@@ -252,7 +252,7 @@ std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
   finished_ = true;
   close_block();
   merge_local();
-  out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size()});
+  out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size(), true});
   // Only the time bounds and the flow count are asked for after this.
   final_flows_ = a_.flows.size();
   a_.clear();

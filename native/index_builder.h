@@ -109,6 +109,14 @@ class IndexBuilder {
     /** High word of the first packet's offset (only low words are kept per packet). */
     uint32_t first_offset_hi;
     size_t first_block, end_block;
+    /**
+     * Key tables and flow checkpoints, which let a reader decode only the
+     * flows a query names. A segment of the file being written goes without:
+     * readers then decode its flows whole (it is a second of traffic), and
+     * the file's own index, written at its end, has them. Writing them for
+     * every segment cost about as much as the rest of the segment.
+     */
+    bool keys;
   };
 
  private:

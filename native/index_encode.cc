@@ -220,13 +220,13 @@ Encoded IndexBuilder::encode(const Span& in) const {
   bool any_wire = false;
   uint64_t cap_bytes = 0, wire_bytes = 0, prev_ts = min_ts;
   std::vector<CheckpointAt> at;
-  Postings v4_flows(ipv4.size(), true, 2 * n_flows), v6_flows(ipv6.size(), true, 2 * n_flows),
-      port_flows(65536, false, 2 * n_flows);
+  const size_t pairs = in.keys ? 2 * n_flows : 0;
+  Postings v4_flows(ipv4.size(), true, pairs), v6_flows(ipv6.size(), true, pairs), port_flows(65536, false, pairs);
   for (size_t j = 0; j < n_flows; j++) {
     uint32_t g = global(j);
     const uint32_t* k = a_.flows.key(g);
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
-    if (j % FLOW_CHECKPOINT_EVERY == 0) {
+    if (in.keys && j % FLOW_CHECKPOINT_EVERY == 0) {
       at.push_back(CheckpointAt{uint32_t(s_class.size()), uint32_t(s_addrs.size()), uint32_t(ports.size()),
                                 uint32_t(s_macs.size()), uint32_t(s_times.size()), uint32_t(s_counts.size()),
                                 uint32_t(s_wire.size()), prev_ts});
@@ -237,9 +237,11 @@ Encoded IndexBuilder::encode(const Span& in) const {
       uint32_t a = rank[addr_a[j]], b = rank[addr_b[j]];
       s_addrs.uv(a);
       s_addrs.uv(b);
-      Postings& table = flags & META_IPV4 ? v4_flows : v6_flows;
-      table.add(a, uint32_t(j));
-      if (b != a) table.add(b, uint32_t(j));
+      if (in.keys) {
+        Postings& table = flags & META_IPV4 ? v4_flows : v6_flows;
+        table.add(a, uint32_t(j));
+        if (b != a) table.add(b, uint32_t(j));
+      }
     }
     if (flags & META_PORTS) {
       uint32_t p = k[K_PORTS];
@@ -247,8 +249,10 @@ Encoded IndexBuilder::encode(const Span& in) const {
       uint16_t b = uint16_t(a_.swapped[g] ? p & 0xffff : p >> 16);
       ports.push_back(a);
       ports.push_back(b);
-      port_flows.add(a, uint32_t(j));
-      if (b != a) port_flows.add(b, uint32_t(j));
+      if (in.keys) {
+        port_flows.add(a, uint32_t(j));
+        if (b != a) port_flows.add(b, uint32_t(j));
+      }
     }
     if (flags & META_MAC) s_macs.uv(mac_rank[flow_mac[j]]);
     const FlowStat& f = stats[j];
@@ -355,7 +359,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   uint32_t v_v6_flows = v6_flows.write(fb);
   uint32_t v_port_flows = port_flows.write(fb);
   uint32_t v_checkpoints = 0;
-  if (n_flows > 0) {
+  if (in.keys && n_flows > 0) {
     fb.start_vector(48, at.size(), 8);
     for (size_t c = at.size(); c-- > 0;) {
       fb.prep(8, 48);
@@ -404,7 +408,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   fb.field_offset(S_IPV4_FLOWS, v_v4_flows);
   fb.field_offset(S_IPV6_FLOWS, v_v6_flows);
   fb.field_offset(S_PORT_FLOWS, v_port_flows);
-  fb.field<uint32_t>(S_FLOW_CHECKPOINT_EVERY, FLOW_CHECKPOINT_EVERY, 0);
+  fb.field<uint32_t>(S_FLOW_CHECKPOINT_EVERY, in.keys ? FLOW_CHECKPOINT_EVERY : 0, 0);
   fb.field_offset(S_FLOW_CHECKPOINTS, v_checkpoints);
   fb.finish(fb.end_object());
   Encoded out;

@@ -61,7 +61,7 @@ function parseArgs(argv: string[]): Flags {
     .option('-t, --max-file-duration <s>', 'rotate files after this many seconds (0: never)', integer(0), 300)
     .option('-N, --max-file-packets <n>', 'rotate files after this many packets (0: never)', integer(0), 0)
     .option('-m, --files-per-dir <n>', 'files per storage subdirectory', integer(1), 100)
-    .option('-b, --buffer <MB>', 'capture ring size', integer(1, 1 << 16), 64)
+    .option('-b, --buffer <MB>', 'capture buffer: the kernel ring, and as much again for the disk writes queued behind it', integer(1, 1 << 16), 64)
     .option('-C, --chunk <KB>', 'size of each disk write, a multiple of 4', integer(4, 1 << 18), 1024)
     .option('-s, --snaplen <bytes>', 'bytes kept of each packet (0: whole packets)', integer(0, 262144), 0)
     .option('-f, --filter <expr>', 'capture filter, tcpdump syntax')
@@ -113,6 +113,17 @@ function fileClaim(maxFileBytes: number, blockSize: number): number {
   return pcap + Math.max(64 * 1024, Math.ceil(maxFileBytes * 0.02));
 }
 
+/**
+ * Chunks of the pool between the capture thread and the disk: as many
+ * bytes as the ring (-b). They absorb a slow write, and a JS thread busy
+ * finishing a file (the writer then waits to hand over its batches); a
+ * chunk becomes resident only once such a backlog reaches it. At least 8,
+ * so that a few writes can queue behind a full chunk even with a small -b.
+ */
+function chunkCount(bufferMB: number, chunkKB: number): number {
+  return Math.max(8, Math.ceil((bufferMB * 1024) / chunkKB));
+}
+
 /** --exec-cmd: the command line as given, with the file's path appended as one argument. */
 function execOnFile(cmd: string, file: string): void {
   const child = spawn('/bin/sh', ['-c', `${cmd} "$1"`, 'sh', file], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -159,8 +170,7 @@ async function main(): Promise<number> {
     dir: storage,
     snaplen: flags.snaplen,
     chunkBytes: flags.chunk * 1024,
-    // About a second of 1500-byte traffic behind the ring, so a slow write or a busy JS thread is absorbed.
-    chunkCount: Math.max(32, Math.ceil((512 * 2 ** 20) / (flags.chunk * 1024))),
+    chunkCount: chunkCount(flags.buffer, flags.chunk),
     nano: flags.nano,
     maxFileBytes: flags.maxFileSize * 2 ** 20,
     maxFileSeconds: flags.maxFileDuration,
