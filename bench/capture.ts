@@ -188,7 +188,7 @@ interface RssSummary {
   endMB: number;
   /**
    * The highest sample after STEADY_AFTER_S until the stop signal, less the highest before it:
-   * above 0, memory still grew after the first minute. Undefined in shorter runs.
+   * above 0, memory still grew after the first minute. Undefined in runs shorter than two minutes.
    */
   growthMB?: number;
   samples: { t: number; mb: number }[];
@@ -198,7 +198,8 @@ function summarizeRss(samples: { t: number; mb: number }[], stopT: number): RssS
   const running = samples.filter((s) => s.t <= stopT);
   const steady = running.filter((s) => s.t >= STEADY_AFTER_S - 1);
   const peak = (list: { mb: number }[]): number => list.reduce((m, s) => Math.max(m, s.mb), 0);
-  const later = running.filter((s) => s.t > STEADY_AFTER_S);
+  // A trend needs at least a minute after the first one; a shorter tail only shows where the saw tooth stopped.
+  const later = stopT >= 2 * STEADY_AFTER_S ? running.filter((s) => s.t > STEADY_AFTER_S) : [];
   return {
     atSteadyMB: steady.length ? steady[0].mb : undefined,
     peakMB: peak(samples),
