@@ -451,7 +451,10 @@ test('builder refuses offsets that do not increase', () => {
 
 // At 3 packets a flow the per-flow parts dominate: the key tables alone add
 // about 9 B a flow (each flow listed under its two addresses and two ports,
-// about 2 B a listing), i.e. 3 B a packet. Stenographer took 22 B a packet.
+// about 2 B a listing), i.e. 3 B a packet, and the IPv4 table's keys, being
+// the addresses themselves in address order, about 3.7 B an address more
+// (13.6 B a packet when that table was keyed by dictionary entry).
+// Stenographer took 22 B a packet.
 /** 300,000 packets in 100,000 flows, indexed once for the tests that need an index of some size. */
 const synthetic = (() => {
   let built: { index: Uint8Array; fileBytes: number; packets: number; flowCount: number; addNs: bigint } | undefined;
@@ -469,13 +472,13 @@ const synthetic = (() => {
   };
 })();
 
-test('index size on synthetic traffic: at most 14 bytes a packet at 3 packets a flow', () => {
+test('index size on synthetic traffic: at most 15 bytes a packet at 3 packets a flow', () => {
   const { index, fileBytes, packets, flowCount, addNs } = synthetic();
   const perPacket = index.length / packets;
   console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / fileBytes).toFixed(2)}% of the pcap, ` +
     `${flowCount} flows, add() ${Math.round(packets / (Number(addNs) / 1e9))} records/s`);
   assert.equal(flowCount, 100_000);
-  assert.ok(perPacket <= 14, `${perPacket} bytes/packet`);
+  assert.ok(perPacket <= 15, `${perPacket} bytes/packet`);
 
   const file = path.join(tmp, 'synthetic.pcap.idx');
   writeIndexFile(file, index);
