@@ -523,7 +523,8 @@ test('a published index is read only where it is used, and what is read is check
   const { bytes, of } = lazy.bytesRead;
   assert.equal(of, size);
   console.log(`one host: ${picked.length} flows, ${bytes} of ${size} index bytes read`);
-  assert.ok(bytes < size / 3, `a one-host lookup read ${bytes} of ${size} bytes`);
+  // About 5% here (18% when an IPv4 lookup scanned the whole dictionary).
+  assert.ok(bytes < size / 10, `a one-host lookup read ${bytes} of ${size} bytes`);
 
   // A damaged block is found when a read reaches it, and by npcapprintindex -c.
   const damaged = path.join(tmp, 'damaged.pcap.idx');
