@@ -313,6 +313,9 @@ test('key tables name the flows of a host or a port in every segment; planning j
     ['portrange 52-53 and not host 10.0.0.1', 183],
     ['net 10.1.1.0/24 or host 10.77.0.1', 302],
     ['host 10.77.0.1', 2],
+    // A mask with holes is looked up as the addresses it spans (10.1.0.17-10.1.255.17: 877 of the 900
+    // flows above, and the two odd ones), then judged flow by flow.
+    ['net 10.1.0.17 mask 255.255.0.255', 879],
     ['ether host 02:00:00:00:00:0a', Infinity],
     ['not host 10.2.0.1', Infinity],
     ['vlan and host 10.0.0.1', Infinity],
