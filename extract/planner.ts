@@ -410,20 +410,12 @@ export function flowsToJudge(expr: Expr, seg: SegmentFlows, linktype: number): U
   const lookup = (e: Leaf): Flows => {
     let flows = looked.get(e);
     if (flows) return flows;
-    const entries: number[] = [];
     switch (e.kind) {
-      case 'ipv4': {
-        // Every file in range scans its whole dictionary: a plain loop, no callback.
-        const { ipv4 } = dict;
-        for (let d = 0; d < ipv4.length; d++) if (inNet4(e, ipv4[d]!)) entries.push(d);
-        flows = keys.ipv4(entries);
+      case 'ipv4':
+        flows = keys.ipv4(e.addr, (e.addr | ~e.mask) >>> 0);
         break;
-      }
       case 'ipv6':
-        for (let d = 0; d < dict.ipv6.length / 16; d++) {
-          if (sameMasked6(dict.ipv6.subarray(16 * d, 16 * d + 16), e.addr, e.prefix)) entries.push(d);
-        }
-        flows = keys.ipv6(entries);
+        flows = keys.ipv6((addr) => sameMasked6(addr, e.addr, e.prefix));
         break;
       case 'port':
         flows = keys.ports(e.low, e.high);

@@ -57,6 +57,34 @@ std::vector<uint32_t> rank_by_use(const std::vector<uint32_t>& uses, size_t size
   return rank;
 }
 
+/** Frees a temporary now: a whole file's index with millions of flows needs hundreds of MB of them. */
+template <typename T>
+void release(std::vector<T>& v) {
+  std::vector<T>().swap(v);
+}
+
+/**
+ * Distinct 32-bit values' positions, in increasing order of value: a radix
+ * sort of three 11-bit digits, linear, because a second of random traffic
+ * can hold a million addresses to order.
+ */
+std::vector<uint32_t> order_by_value(const std::vector<uint32_t>& values) {
+  const size_t n = values.size();
+  std::vector<uint64_t> a(n), b(n);
+  for (size_t i = 0; i < n; i++) a[i] = uint64_t(values[i]) << 32 | i;
+  constexpr unsigned DIGIT = 11;
+  for (unsigned shift = 32; shift < 64; shift += DIGIT) {
+    std::vector<size_t> start((size_t(1) << DIGIT) + 1, 0);
+    for (uint64_t v : a) start[((v >> shift) & ((1u << DIGIT) - 1)) + 1]++;
+    for (size_t d = 1; d < start.size(); d++) start[d] += start[d - 1];
+    for (uint64_t v : a) b[start[(v >> shift) & ((1u << DIGIT) - 1)]++] = v;
+    a.swap(b);
+  }
+  std::vector<uint32_t> order(n);
+  for (size_t i = 0; i < n; i++) order[i] = uint32_t(a[i]);
+  return order;
+}
+
 /** (key, flow) pairs, added in increasing flow order, written as a KeyTable. */
 class Postings {
  public:
@@ -67,15 +95,21 @@ class Postings {
   }
 
   /** About what write() takes: a flow a byte or two, a key a few, a checkpoint 8. */
-  size_t bytes_estimate() const { return keys_.empty() ? 0 : 2 * keys_.size() + 64; }
+  size_t bytes_estimate() const { return keys_.empty() ? 0 : 4 * keys_.size() + 64; }
 
   void add(uint32_t key, uint32_t flow) {
     keys_.push_back(key);
     flows_.push_back(flow);
   }
 
-  /** The table's offset in `fb`, 0 when it has no pair. */
-  uint32_t write(FlatBuilder& fb) const {
+  /**
+   * The table's offset in `fb`, 0 when it has no pair. With `values` (one
+   * per key, distinct), key k is written as values[k] and the keys go in
+   * increasing order of their values: the IPv4 table is keyed by the address
+   * rather than by its dictionary entry, so that a reader finds a host or a
+   * net by a binary search over checkpoints instead of a dictionary scan.
+   */
+  uint32_t write(FlatBuilder& fb, const std::vector<uint32_t>* values = nullptr) const {
     size_t n = keys_.size();
     if (n == 0) return 0;
     // A stable counting sort groups the pairs by key and keeps each key's flows increasing.
@@ -85,20 +119,24 @@ class Postings {
     std::vector<uint32_t> fill(start.begin(), start.end() - 1);
     std::vector<uint32_t> sorted(n);
     for (size_t i = 0; i < n; i++) sorted[fill[keys_[i]]++] = flows_[i];
+    release(fill);
+    const std::vector<uint32_t> order = values ? order_by_value(*values) : std::vector<uint32_t>();
 
     VarintSink sink(2 * n + 16);
     std::vector<uint32_t> cp_key, cp_at;
     uint32_t count = 0, prev_key = 0, prev_first = 0;
-    for (uint32_t key = 0; key < key_limit_; key++) {
-      uint32_t from = start[key], to = start[key + 1];
+    for (size_t i = 0; i < key_limit_; i++) {
+      const uint32_t key = values ? order[i] : uint32_t(i);
+      const uint32_t from = start[key], to = start[key + 1];
       if (from == to) continue;
+      const uint32_t written = values ? (*values)[key] : key;
       if (count++ % KEY_CHECKPOINT_EVERY == 0) {
-        cp_key.push_back(key);
+        cp_key.push_back(written);
         cp_at.push_back(uint32_t(sink.size()));
         prev_key = prev_first = 0;
       }
-      if (!dense_) sink.uv(key - prev_key);
-      prev_key = key;
+      if (!dense_) sink.uv(written - prev_key);
+      prev_key = written;
       sink.uv(to - from);
       sink.zz32(int32_t(sorted[from] - prev_first));
       prev_first = sorted[from];
@@ -135,12 +173,6 @@ struct CheckpointAt {
 uint32_t optional_bytes(FlatBuilder& fb, const VarintSink& s) { return s.size() > 0 ? fb.bytes(s.data(), s.size()) : 0; }
 
 inline uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
-
-/** Frees a temporary now: a whole file's index with millions of flows needs hundreds of MB of them. */
-template <typename T>
-void release(std::vector<T>& v) {
-  std::vector<T>().swap(v);
-}
 
 }  // namespace
 
@@ -221,7 +253,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   uint64_t cap_bytes = 0, wire_bytes = 0, prev_ts = min_ts;
   std::vector<CheckpointAt> at;
   const size_t pairs = in.keys ? 2 * n_flows : 0;
-  Postings v4_flows(ipv4.size(), true, pairs), v6_flows(ipv6.size(), true, pairs), port_flows(65536, false, pairs);
+  Postings v4_flows(ipv4.size(), false, pairs), v6_flows(ipv6.size(), true, pairs), port_flows(65536, false, pairs);
   for (size_t j = 0; j < n_flows; j++) {
     uint32_t g = global(j);
     const uint32_t* k = a_.flows.key(g);
@@ -312,13 +344,13 @@ Encoded IndexBuilder::encode(const Span& in) const {
     }
     v_classes = fb.end_vector();
   }
+  // Interned keys hold the address bytes as read little-endian; the index stores a.b.c.d as a number.
+  std::vector<uint32_t> v4_values(ipv4.size());
+  for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
   uint32_t v_ipv4 = 0;
   if (ipv4.size() > 0) {
-    // Keys hold the address bytes as read little-endian; the index stores a.b.c.d as a number.
-    std::vector<uint32_t> values(ipv4.size());
-    for (size_t id = 0; id < ipv4.size(); id++) values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
-    fb.start_vector(4, values.size(), 4);
-    for (size_t i = values.size(); i-- > 0;) fb.add<uint32_t>(values[i]);
+    fb.start_vector(4, v4_values.size(), 4);
+    for (size_t i = v4_values.size(); i-- > 0;) fb.add<uint32_t>(v4_values[i]);
     v_ipv4 = fb.end_vector();
   }
   uint32_t v_ipv6 = 0;
@@ -355,7 +387,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   uint32_t v_wire = any_wire ? optional_bytes(fb, s_wire) : 0;
   uint32_t v_offsets = optional_bytes(fb, offsets);
   uint32_t v_blocks = optional_bytes(fb, s_blocks);
-  uint32_t v_v4_flows = v4_flows.write(fb);
+  uint32_t v_v4_flows = v4_flows.write(fb, &v4_values);
   uint32_t v_v6_flows = v6_flows.write(fb);
   uint32_t v_port_flows = port_flows.write(fb);
   uint32_t v_checkpoints = 0;

@@ -19,7 +19,7 @@ export { IndexError, createSegmentedIndex, writeIndexFile } from './index-contai
 export type { SegmentedIndex } from './index-container';
 
 /** Version of the Segment schema's meaning (Segment.version). */
-export const INDEX_FORMAT_VERSION = 1;
+export const INDEX_FORMAT_VERSION = 2;
 
 /** The index of a file still being written is named after it: NAME.pcap.part.idx. */
 export const isPartialIndexPath = (path: string): boolean => path.endsWith('.part.idx');
@@ -303,10 +303,10 @@ export interface FlowColumns extends SegmentDictionaries {
  * list of segment flow numbers, increasing and distinct.
  */
 export interface KeyLookup {
-  /** Flows with one of these ipv4 entries (increasing) as endpoint A or B. */
-  ipv4(entries: readonly number[]): Uint32Array;
-  /** Flows with one of these ipv6 entries (increasing) as endpoint A or B. */
-  ipv6(entries: readonly number[]): Uint32Array;
+  /** Flows with an IPv4 address in [low, high] (a.b.c.d as a << 24 | ... | d) as endpoint A or B. */
+  ipv4(low: number, high: number): Uint32Array;
+  /** Flows with an IPv6 address for which `matches` is true as endpoint A or B. */
+  ipv6(matches: (addr: Uint8Array) => boolean): Uint32Array;
   /** Flows with port A or B in [low, high]. */
   ports(low: number, high: number): Uint32Array;
   /** Flows whose class is marked (non-zero) in `classes`, one entry per class. */
@@ -587,8 +587,14 @@ class FlowReader {
     if (flags & (META_IPV4 | META_IPV6)) {
       d.addrA[row] = this.addrs.uv();
       d.addrB[row] = this.addrs.uv();
-      const n = flags & META_IPV4 ? s.ipv4.length : s.ipv6.length / 16;
+      const v4 = flags & META_IPV4;
+      const n = v4 ? s.ipv4.length : s.ipv6.length / 16;
       if (d.addrA[row] >= n || d.addrB[row] >= n) fail(`flow ${j}: address out of range`);
+      if (!this.whole) {
+        const dict = v4 ? s.ipv4 : s.ipv6, size = v4 ? 4 : 16;
+        this.s.src.ensureView(dict, d.addrA[row] * size, d.addrA[row] * size + size);
+        this.s.src.ensureView(dict, d.addrB[row] * size, d.addrB[row] * size + size);
+      }
     } else d.addrA[row] = d.addrB[row] = 0;
     if (flags & META_PORTS) {
       if (this.portAt + 2 > this.portLimit) fail('flow_ports too short');
@@ -598,6 +604,7 @@ class FlowReader {
     if (flags & META_MAC) {
       d.mac[row] = this.macs.uv();
       if (d.mac[row] * 12 >= s.macPairs.length) fail(`flow ${j}: MAC pair out of range`);
+      if (!this.whole) this.s.src.ensureView(s.macPairs, d.mac[row] * 12, d.mac[row] * 12 + 12);
     } else d.mac[row] = 0;
     const times = this.times;
     times.plusZz(this.prevHi, this.prevLo);
@@ -721,11 +728,21 @@ class KeyReader {
 class SegmentKeys implements KeyLookup {
   constructor(private readonly s: SegmentData) {}
 
-  ipv4(entries: readonly number[]): Uint32Array {
-    return this.lookup(this.s.seg.ipv4Flows(), true, entries.map((e) => [e, e]));
+  ipv4(low: number, high: number): Uint32Array {
+    return this.lookup(this.s.seg.ipv4Flows(), false, [[low, high]]);
   }
 
-  ipv6(entries: readonly number[]): Uint32Array {
+  /** The IPv6 table is keyed by dictionary entry: the dictionary is fetched and scanned. */
+  ipv6(matches: (addr: Uint8Array) => boolean): Uint32Array {
+    const { ipv6 } = this.s.dictionaries;
+    guarded(this.s.fail, () => this.s.src.ensureView(ipv6));
+    const entries: number[] = [];
+    for (let e = 0; e < ipv6.length / 16; e++) if (matches(ipv6.subarray(16 * e, 16 * e + 16))) entries.push(e);
+    return this.ipv6Entries(entries);
+  }
+
+  /** Flows with one of these ipv6 dictionary entries (increasing) as endpoint A or B. */
+  ipv6Entries(entries: readonly number[]): Uint32Array {
     return this.lookup(this.s.seg.ipv6Flows(), true, entries.map((e) => [e, e]));
   }
 
@@ -813,7 +830,7 @@ class SegmentData implements SegmentFlows {
   readonly offsets: Uint8Array;
   readonly checkpointEvery: number;
   readonly checkpointCount: number;
-  readonly keys: KeyLookup | undefined;
+  readonly keys: SegmentKeys | undefined;
   private chunkTable: ChunkTable | undefined | null = null;
   private decoded: Columns | undefined;
   private timeTable: TimeBlock[] | undefined;
@@ -843,8 +860,7 @@ class SegmentData implements SegmentFlows {
     }
     if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
     if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
-    // Planning looks every dictionary up; only the flows it names are decoded.
-    for (const dict of [d.ipv4, d.ipv6, d.macPairs]) src.ensureView(dict);
+    // Dictionaries are fetched whole by all(), entry by entry for the flows the key tables name.
     this.dictionaries = d;
     this.classColumn = seg.flowClassArray() ?? EMPTY;
     this.addrsColumn = seg.flowAddrsArray() ?? EMPTY;
@@ -890,8 +906,9 @@ class SegmentData implements SegmentFlows {
   all(): Columns {
     this.decoded ??= guarded(this.fail, () => {
       const d = newColumns(this, this.flowCount, undefined);
+      const { ipv4, ipv6, macPairs } = this.dictionaries;
       for (const column of [this.classColumn, this.addrsColumn, this.macsColumn, this.timesColumn, this.countsColumn,
-        this.wireColumn ?? EMPTY, this.offsets, this.ports]) this.src.ensureView(column);
+        this.wireColumn ?? EMPTY, this.offsets, this.ports, ipv4, ipv6, macPairs]) this.src.ensureView(column);
       const reader = new FlowReader(this, true);
       for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
       reader.done();
@@ -1322,8 +1339,9 @@ function checkKeys(s: SegmentData, f: Columns, where: string, problems: Problems
       problems.add(e.defect);
     }
   };
-  for (let e = 0; e < f.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4([e]), v4.get(e) ?? []);
-  for (let e = 0; e < f.ipv6.length / 16; e++) same(`ipv6 entry ${e}`, () => keys.ipv6([e]), v6.get(e) ?? []);
+  for (let e = 0; e < f.ipv4.length; e++) same(`ipv4 entry ${e}`, () => keys.ipv4(f.ipv4[e], f.ipv4[e]), v4.get(e) ?? []);
+  same('any ipv4', () => keys.ipv4(0, 0xffffffff), [...new Set([...v4.values()].flat())].sort((a, b) => a - b));
+  for (let e = 0; e < f.ipv6.length / 16; e++) same(`ipv6 entry ${e}`, () => keys.ipv6Entries([e]), v6.get(e) ?? []);
   for (const [p, want] of ports) same(`port ${p}`, () => keys.ports(p, p), want);
   same('any port', () => keys.ports(0, 65535), withPorts);
 

@@ -313,6 +313,9 @@ test("key tables name the flows of a host or a port in a file's index, and plann
     ['portrange 52-53 and not host 10.0.0.1', 183],
     ['net 10.1.1.0/24 or host 10.77.0.1', 302],
     ['host 10.77.0.1', 2],
+    // A mask with holes is looked up as the addresses it spans (10.1.0.17-10.1.255.17: 877 of the 900
+    // flows above, and the two odd ones), then judged flow by flow.
+    ['net 10.1.0.17 mask 255.255.0.255', 879],
     ['ether host 02:00:00:00:00:0a', Infinity],
     ['not host 10.2.0.1', Infinity],
     ['vlan and host 10.0.0.1', Infinity],
@@ -456,7 +459,10 @@ test('builder refuses offsets that do not increase', () => {
 
 // At 3 packets a flow the per-flow parts dominate: the key tables alone add
 // about 9 B a flow (each flow listed under its two addresses and two ports,
-// about 2 B a listing), i.e. 3 B a packet. Stenographer took 22 B a packet.
+// about 2 B a listing), i.e. 3 B a packet, and the IPv4 table's keys, being
+// the addresses themselves in address order, about 3.7 B an address more
+// (13.6 B a packet when that table was keyed by dictionary entry).
+// Stenographer took 22 B a packet.
 /** 300,000 packets in 100,000 flows, indexed once for the tests that need an index of some size. */
 const synthetic = (() => {
   let built: { index: Uint8Array; fileBytes: number; packets: number; flowCount: number; addNs: bigint } | undefined;
@@ -474,13 +480,13 @@ const synthetic = (() => {
   };
 })();
 
-test('index size on synthetic traffic: at most 14 bytes a packet at 3 packets a flow', () => {
+test('index size on synthetic traffic: at most 15 bytes a packet at 3 packets a flow', () => {
   const { index, fileBytes, packets, flowCount, addNs } = synthetic();
   const perPacket = index.length / packets;
   console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / fileBytes).toFixed(2)}% of the pcap, ` +
     `${flowCount} flows, add() ${Math.round(packets / (Number(addNs) / 1e9))} records/s`);
   assert.equal(flowCount, 100_000);
-  assert.ok(perPacket <= 14, `${perPacket} bytes/packet`);
+  assert.ok(perPacket <= 15, `${perPacket} bytes/packet`);
 
   const file = path.join(tmp, 'synthetic.pcap.idx');
   writeIndexFile(file, index);
@@ -525,7 +531,8 @@ test('a published index is read only where it is used, and what is read is check
   const { bytes, of } = lazy.bytesRead;
   assert.equal(of, size);
   console.log(`one host: ${picked.length} flows, ${bytes} of ${size} index bytes read`);
-  assert.ok(bytes < size / 3, `a one-host lookup read ${bytes} of ${size} bytes`);
+  // About 5% here (18% when an IPv4 lookup scanned the whole dictionary).
+  assert.ok(bytes < size / 10, `a one-host lookup read ${bytes} of ${size} bytes`);
 
   // A damaged block is found when a read reaches it, and by npcapprintindex -c.
   const damaged = path.join(tmp, 'damaged.pcap.idx');

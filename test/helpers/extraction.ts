@@ -24,6 +24,7 @@ export const EXTRACT_FILTERS = [
   'dst host 192.168.2.17',
   'net 192.168.0.0/16',
   'not net 10.0.0.0/8',
+  'net 192.168.0.1 mask 255.255.0.255',
   'port 53',
   'udp port 53',
   'src port 443',
