@@ -24,7 +24,7 @@ const BLOCK_SHIFT = 12;
 const BLOCK_BYTES = 1 << BLOCK_SHIFT;
 const FILE_MODE = 0o640;
 /** The first read of a lazily opened index: the headers and, for most files, the root table and time table. */
-const FIRST_READ = 16 << 10;
+const FIRST_READ = 32 << 10;
 
 export class IndexError extends Error {
   constructor(readonly file: string, readonly defect: string) {
