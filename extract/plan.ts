@@ -85,6 +85,8 @@ export function planFile(index: IndexView, beginNs: bigint, endNs: bigint, mayMa
   for (const [k, seg] of index.segmentFlows.entries()) {
     const pick = picks[k];
     const cols = pick && seg.keys ? seg.keys.columns(pick) : seg.all();
+    // A segment whose key tables name no flow: nothing of its columns is read.
+    if (cols.flowCount === 0) continue;
     const test = mayMatch.test(cols);
     const { minHi, minLo, maxHi, maxLo } = cols;
     for (let j = 0; j < cols.flowCount; j++) {

@@ -103,15 +103,16 @@ class Postings {
   }
 
   /**
-   * The table's offset in `fb`, 0 when it has no pair. With `values` (one
-   * per key, distinct), key k is written as values[k] and the keys go in
-   * increasing order of their values: the IPv4 table is keyed by the address
-   * rather than by its dictionary entry, so that a reader finds a host or a
-   * net by a binary search over checkpoints instead of a dictionary scan.
+   * Writes the table's entries to `fb`; write_table() then writes the rest.
+   * With `values` (one per key, distinct), key k is written as values[k]
+   * and the keys go in increasing order of their values: the IPv4 table is
+   * keyed by the address rather than by its dictionary entry, so that a
+   * reader finds a host or a net by a binary search over checkpoints
+   * instead of a dictionary scan.
    */
-  uint32_t write(FlatBuilder& fb, const std::vector<uint32_t>* values = nullptr) const {
+  void write_entries(FlatBuilder& fb, const std::vector<uint32_t>* values = nullptr) {
     size_t n = keys_.size();
-    if (n == 0) return 0;
+    if (n == 0) return;
     // A stable counting sort groups the pairs by key and keeps each key's flows increasing.
     std::vector<uint32_t> start(key_limit_ + 1, 0);
     for (uint32_t k : keys_) start[k + 1]++;
@@ -123,16 +124,15 @@ class Postings {
     const std::vector<uint32_t> order = values ? order_by_value(*values) : std::vector<uint32_t>();
 
     VarintSink sink(2 * n + 16);
-    std::vector<uint32_t> cp_key, cp_at;
-    uint32_t count = 0, prev_key = 0, prev_first = 0;
+    uint32_t prev_key = 0, prev_first = 0;
     for (size_t i = 0; i < key_limit_; i++) {
       const uint32_t key = values ? order[i] : uint32_t(i);
       const uint32_t from = start[key], to = start[key + 1];
       if (from == to) continue;
       const uint32_t written = values ? (*values)[key] : key;
-      if (count++ % KEY_CHECKPOINT_EVERY == 0) {
-        cp_key.push_back(written);
-        cp_at.push_back(uint32_t(sink.size()));
+      if (count_++ % KEY_CHECKPOINT_EVERY == 0) {
+        cp_key_.push_back(written);
+        cp_at_.push_back(uint32_t(sink.size()));
         prev_key = prev_first = 0;
       }
       if (!dense_) sink.uv(written - prev_key);
@@ -142,18 +142,27 @@ class Postings {
       prev_first = sorted[from];
       for (uint32_t q = from + 1; q < to; q++) sink.uv(sorted[q] - sorted[q - 1]);
     }
-    uint32_t entries = fb.bytes(sink.data(), sink.size());
-    fb.start_vector(8, cp_key.size(), 4);
-    for (size_t c = cp_key.size(); c-- > 0;) {
+    entries_ = fb.bytes(sink.data(), sink.size());
+  }
+
+  /**
+   * The table's offset in `fb` (0 when it has no pair): its checkpoints and
+   * fields, written after every large vector so that they land near the
+   * front of the flatbuffer, in the first read of a lazily opened index.
+   */
+  uint32_t write_table(FlatBuilder& fb) const {
+    if (keys_.empty()) return 0;
+    fb.start_vector(8, cp_key_.size(), 4);
+    for (size_t c = cp_key_.size(); c-- > 0;) {
       fb.prep(4, 8);
-      fb.put<uint32_t>(cp_at[c]);
-      fb.put<uint32_t>(cp_key[c]);
+      fb.put<uint32_t>(cp_at_[c]);
+      fb.put<uint32_t>(cp_key_[c]);
     }
     uint32_t checkpoints = fb.end_vector();
     fb.start_object(KT_FIELDS);
-    fb.field<uint32_t>(KT_COUNT, count, 0);
+    fb.field<uint32_t>(KT_COUNT, count_, 0);
     fb.field<uint32_t>(KT_EVERY, KEY_CHECKPOINT_EVERY, 0);
-    fb.field_offset(KT_ENTRIES, entries);
+    fb.field_offset(KT_ENTRIES, entries_);
     fb.field_offset(KT_CHECKPOINTS, checkpoints);
     return fb.end_object();
   }
@@ -162,6 +171,8 @@ class Postings {
   size_t key_limit_;
   bool dense_;
   std::vector<uint32_t> keys_, flows_;
+  uint32_t count_ = 0, entries_ = 0;
+  std::vector<uint32_t> cp_key_, cp_at_;
 };
 
 /** Where a flow checkpoint's flow starts in each column (recorder/index.fbs FlowCheckpoint). */
@@ -325,25 +336,13 @@ Encoded IndexBuilder::encode(const Span& in) const {
   }
 
   // Flatbuffers are built back to front: vectors first, then the table.
+  // What every lookup needs is written last, so that it lies just after the
+  // table, in the first read of a lazily opened index: the classes, the key
+  // tables' checkpoints and the time table; the large columns go first.
   FlatBuilder fb(1024 + s_class.size() + s_addrs.size() + 2 * ports.size() + s_macs.size() + s_times.size() +
                  s_counts.size() + s_wire.size() + offsets.size() + s_blocks.size() + 6 * classes.size() +
                  4 * ipv4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size() +
                  v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
-  uint32_t v_classes = 0;
-  if (classes.size() > 0) {
-    std::vector<uint32_t> by_rank(classes.size());
-    for (size_t id = 0; id < classes.size(); id++) by_rank[class_rank[id]] = uint32_t(id);
-    fb.start_vector(6, classes.size(), 2);
-    for (size_t r = classes.size(); r-- > 0;) {
-      const uint32_t* c = classes.key(by_rank[r]);  // (ethertype | vlan << 16, ipproto | flags << 8)
-      fb.prep(2, 6);
-      fb.put<uint16_t>(uint16_t(c[0] >> 16));
-      fb.put<uint16_t>(uint16_t(c[0]));
-      fb.put<uint8_t>(uint8_t(c[1]));
-      fb.put<uint8_t>(uint8_t(c[1] >> 8));
-    }
-    v_classes = fb.end_vector();
-  }
   // Interned keys hold the address bytes as read little-endian; the index stores a.b.c.d as a number.
   std::vector<uint32_t> v4_values(ipv4.size());
   for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
@@ -386,10 +385,9 @@ Encoded IndexBuilder::encode(const Span& in) const {
   uint32_t v_counts = optional_bytes(fb, s_counts);
   uint32_t v_wire = any_wire ? optional_bytes(fb, s_wire) : 0;
   uint32_t v_offsets = optional_bytes(fb, offsets);
-  uint32_t v_blocks = optional_bytes(fb, s_blocks);
-  uint32_t v_v4_flows = v4_flows.write(fb, &v4_values);
-  uint32_t v_v6_flows = v6_flows.write(fb);
-  uint32_t v_port_flows = port_flows.write(fb);
+  v4_flows.write_entries(fb, &v4_values);
+  v6_flows.write_entries(fb);
+  port_flows.write_entries(fb);
   uint32_t v_checkpoints = 0;
   if (in.keys && n_flows > 0) {
     fb.start_vector(48, at.size(), 8);
@@ -407,6 +405,25 @@ Encoded IndexBuilder::encode(const Span& in) const {
       fb.put<uint32_t>(at[c].cls);
     }
     v_checkpoints = fb.end_vector();
+  }
+  uint32_t v_blocks = optional_bytes(fb, s_blocks);
+  uint32_t v_v6_flows = v6_flows.write_table(fb);
+  uint32_t v_port_flows = port_flows.write_table(fb);
+  uint32_t v_v4_flows = v4_flows.write_table(fb);
+  uint32_t v_classes = 0;
+  if (classes.size() > 0) {
+    std::vector<uint32_t> by_rank(classes.size());
+    for (size_t id = 0; id < classes.size(); id++) by_rank[class_rank[id]] = uint32_t(id);
+    fb.start_vector(6, classes.size(), 2);
+    for (size_t r = classes.size(); r-- > 0;) {
+      const uint32_t* c = classes.key(by_rank[r]);  // (ethertype | vlan << 16, ipproto | flags << 8)
+      fb.prep(2, 6);
+      fb.put<uint16_t>(uint16_t(c[0] >> 16));
+      fb.put<uint16_t>(uint16_t(c[0]));
+      fb.put<uint8_t>(uint8_t(c[1]));
+      fb.put<uint8_t>(uint8_t(c[1] >> 8));
+    }
+    v_classes = fb.end_vector();
   }
 
   fb.start_object(S_FIELDS);

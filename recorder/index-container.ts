@@ -23,8 +23,13 @@ const FRAME_BYTES = 8;
 const BLOCK_SHIFT = 12;
 const BLOCK_BYTES = 1 << BLOCK_SHIFT;
 const FILE_MODE = 0o640;
-/** The first read of a lazily opened index: the headers and, for most files, the root table and time table. */
-const FIRST_READ = 16 << 10;
+/**
+ * The first read of a lazily opened index: the headers, the root table and,
+ * for files of up to a few hundred MB, what every lookup needs, which
+ * native/index_encode.cc writes just after it (classes, key-table
+ * checkpoints, time table, flow checkpoints).
+ */
+const FIRST_READ = 32 << 10;
 
 export class IndexError extends Error {
   constructor(readonly file: string, readonly defect: string) {

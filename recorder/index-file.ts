@@ -254,7 +254,11 @@ function decodeIndex(parts: readonly SegmentBytes[], path: string, partial: bool
   return new DecodedIndex(path, segments, partial, file);
 }
 
-/** What the flows of a segment index into: flow classes, and the address and MAC dictionaries. */
+/**
+ * What the flows of a segment index into: flow classes, and the address and
+ * MAC dictionaries. In an index read lazily, a dictionary entry is readable
+ * once a flow that uses it has been decoded (FlowColumns), not before.
+ */
 export interface SegmentDictionaries {
   readonly classFlags: Uint8Array;
   readonly classProto: Uint8Array;
@@ -452,6 +456,23 @@ function guarded<T>(fail: Fail, body: () => T): T {
 }
 
 /** Decoded rows of a segment's flows (see FlowColumns), with where each row's offsets are. */
+/** A segment's per-flow columns and address dictionaries as views over its bytes, fetched or not. */
+interface SegmentViews {
+  readonly classColumn: Uint8Array;
+  readonly addrsColumn: Uint8Array;
+  readonly macsColumn: Uint8Array;
+  readonly timesColumn: Uint8Array;
+  readonly countsColumn: Uint8Array;
+  readonly ports: Uint16Array;
+  readonly wireColumn: Uint8Array | null;
+  readonly offsets: Uint8Array;
+  readonly ipv4: Uint32Array;
+  /** 16 bytes an entry. */
+  readonly ipv6: Uint8Array;
+  /** 12 bytes an entry. */
+  readonly macPairs: Uint8Array;
+}
+
 interface Columns extends FlowColumns {
   /** Per row: its first record's offset, and where its entries start in the segment's flow_offsets. */
   readonly firstOffset: Float64Array;
@@ -460,8 +481,21 @@ interface Columns extends FlowColumns {
 
 /** Room for `rows` flows of segment `s`, filled in by FlowReader.read(). */
 function newColumns(s: SegmentData, rows: number, flowIds: Uint32Array | undefined): Columns {
+  const dict = s.dictionaries;
   const d: Columns = {
-    ...s.dictionaries,
+    classFlags: dict.classFlags,
+    classProto: dict.classProto,
+    classEther: dict.classEther,
+    classVlan: dict.classVlan,
+    get ipv4() {
+      return dict.ipv4;
+    },
+    get ipv6() {
+      return dict.ipv6;
+    },
+    get macPairs() {
+      return dict.macPairs;
+    },
     base: s.base,
     flowCount: rows,
     flowIds,
@@ -481,7 +515,7 @@ function newColumns(s: SegmentData, rows: number, flowIds: Uint32Array | undefin
     firstOffset: new Float64Array(rows),
     offsetPos: new Float64Array(rows),
     offsets(row: number): number[] {
-      const r = new VarintReader(s.offsets, 'flow_offsets', s.fail);
+      const r = new VarintReader(s.views.offsets, 'flow_offsets', s.fail);
       r.pos = d.offsetPos[row];
       r.uv();
       const out = [d.firstOffset[row]];
@@ -510,6 +544,7 @@ class FlowReader {
   private prevLo: number;
   private prevFirst: number;
   private readonly nextCp = new FlowCheckpoint();
+  private readonly v: SegmentViews;
   /** The segment's flow number read next. */
   next = 0;
 
@@ -520,14 +555,15 @@ class FlowReader {
    */
   constructor(private readonly s: SegmentData, private readonly whole: boolean) {
     const { fail } = s;
-    this.cls = new VarintReader(s.classColumn, 'flow_class', fail);
-    this.addrs = new VarintReader(s.addrsColumn, 'flow_addrs', fail);
-    this.macs = new VarintReader(s.macsColumn, 'flow_macs', fail);
-    this.times = new VarintReader(s.timesColumn, 'flow_times', fail);
-    this.counts = new VarintReader(s.countsColumn, 'flow_counts', fail);
-    this.wire = new VarintReader(s.wireColumn ?? EMPTY, 'flow_wire', fail);
-    this.offs = new VarintReader(s.offsets, 'flow_offsets', fail);
-    this.portLimit = s.ports.length;
+    const v = (this.v = s.views);
+    this.cls = new VarintReader(v.classColumn, 'flow_class', fail);
+    this.addrs = new VarintReader(v.addrsColumn, 'flow_addrs', fail);
+    this.macs = new VarintReader(v.macsColumn, 'flow_macs', fail);
+    this.times = new VarintReader(v.timesColumn, 'flow_times', fail);
+    this.counts = new VarintReader(v.countsColumn, 'flow_counts', fail);
+    this.wire = new VarintReader(v.wireColumn ?? EMPTY, 'flow_wire', fail);
+    this.offs = new VarintReader(v.offsets, 'flow_offsets', fail);
+    this.portLimit = v.ports.length;
     this.prevHi = hiOf(s.minTs);
     this.prevLo = loOf(s.minTs);
     this.prevFirst = s.start;
@@ -552,8 +588,9 @@ class FlowReader {
     upTo(this.counts, next?.countsAt());
     upTo(this.wire, next?.wireAt());
     upTo(this.offs, next?.offsetsAt());
-    this.portLimit = Math.min(next?.portsAt() ?? s.ports.length, s.ports.length);
-    s.src.ensureView(s.ports, 2 * Math.min(this.portAt, this.portLimit), 2 * this.portLimit);
+    const { ports } = this.v;
+    this.portLimit = Math.min(next?.portsAt() ?? ports.length, ports.length);
+    s.src.ensureView(ports, 2 * Math.min(this.portAt, this.portLimit), 2 * this.portLimit);
   }
 
   /** Moves to flow number k * every, from its checkpoint. */
@@ -576,14 +613,15 @@ class FlowReader {
 
   /** Reads the next flow into row `row` of `d`, overwriting all of it (a flow skipped on the way may have used the row). */
   read(d: Columns, row: number): void {
-    const { fail, ports } = this.s;
-    const s = this.s.dictionaries;
+    const { fail } = this.s;
+    const { classFlags } = this.s.dictionaries;
+    const s = this.v;
     const j = this.next++;
     if (!this.whole && j % this.s.checkpointEvery === 0) this.enter(j / this.s.checkpointEvery);
     const c = this.cls.uv();
-    if (c >= s.classFlags.length) fail(`flow ${j}: class ${c} out of range`);
+    if (c >= classFlags.length) fail(`flow ${j}: class ${c} out of range`);
     d.flowClass[row] = c;
-    const flags = s.classFlags[c];
+    const flags = classFlags[c];
     if (flags & (META_IPV4 | META_IPV6)) {
       d.addrA[row] = this.addrs.uv();
       d.addrB[row] = this.addrs.uv();
@@ -598,8 +636,8 @@ class FlowReader {
     } else d.addrA[row] = d.addrB[row] = 0;
     if (flags & META_PORTS) {
       if (this.portAt + 2 > this.portLimit) fail('flow_ports too short');
-      d.portA[row] = ports[this.portAt++];
-      d.portB[row] = ports[this.portAt++];
+      d.portA[row] = s.ports[this.portAt++];
+      d.portB[row] = s.ports[this.portAt++];
     } else d.portA[row] = d.portB[row] = 0;
     if (flags & META_MAC) {
       d.mac[row] = this.macs.uv();
@@ -617,7 +655,7 @@ class FlowReader {
     if (packets === 0) fail(`flow ${j}: no packet`);
     d.flowPackets[row] = packets;
     d.flowCap[row] = this.counts.uv();
-    d.flowWire[row] = d.flowCap[row] + (this.s.wireColumn ? this.wire.uv() : 0);
+    d.flowWire[row] = d.flowCap[row] + (s.wireColumn ? this.wire.uv() : 0);
     d.offsetPos[row] = this.offs.pos;
     this.prevFirst = d.firstOffset[row] = this.prevFirst + this.offs.uv();
     this.offs.skip(packets - 1);
@@ -625,9 +663,9 @@ class FlowReader {
 
   /** After the last flow: every column must be used up exactly. */
   done(): void {
-    if (this.portAt !== this.s.ports.length) this.s.fail('flow_ports has entries left over');
+    if (this.portAt !== this.v.ports.length) this.s.fail('flow_ports has entries left over');
     for (const r of [this.cls, this.addrs, this.macs, this.times, this.counts, this.offs]) r.done();
-    if (this.s.wireColumn) this.wire.done();
+    if (this.v.wireColumn) this.wire.done();
   }
 }
 
@@ -753,8 +791,9 @@ class SegmentKeys implements KeyLookup {
   ofClasses(classes: Uint8Array): Uint32Array {
     const { s } = this;
     return guarded(s.fail, () => {
-      s.src.ensureView(s.classColumn);
-      const r = new VarintReader(s.classColumn, 'flow_class', s.fail);
+      const { classColumn } = s.views;
+      s.src.ensureView(classColumn);
+      const r = new VarintReader(classColumn, 'flow_class', s.fail);
       const out: number[] = [];
       for (let j = 0; j < s.flowCount; j++) if (classes[r.uv()]) out.push(j);
       return Uint32Array.from(out);
@@ -765,6 +804,7 @@ class SegmentKeys implements KeyLookup {
     const { s } = this;
     return guarded(s.fail, () => {
       const d = newColumns(s, flows.length, flows);
+      if (flows.length === 0) return d;
       const reader = new FlowReader(s, false);
       const cp = new FlowCheckpoint();
       let positioned = false;
@@ -820,18 +860,11 @@ class SegmentData implements SegmentFlows {
   readonly ordered: boolean;
   readonly flowCount: number;
   readonly dictionaries: SegmentDictionaries;
-  readonly classColumn: Uint8Array;
-  readonly addrsColumn: Uint8Array;
-  readonly macsColumn: Uint8Array;
-  readonly timesColumn: Uint8Array;
-  readonly countsColumn: Uint8Array;
-  readonly ports: Uint16Array;
-  readonly wireColumn: Uint8Array | null;
-  readonly offsets: Uint8Array;
   readonly checkpointEvery: number;
   readonly checkpointCount: number;
   readonly keys: SegmentKeys | undefined;
   private chunkTable: ChunkTable | undefined | null = null;
+  private viewsMade: SegmentViews | undefined;
   private decoded: Columns | undefined;
   private timeTable: TimeBlock[] | undefined;
 
@@ -841,14 +874,21 @@ class SegmentData implements SegmentFlows {
     if (version !== INDEX_FORMAT_VERSION) fail(`unsupported format version ${version}`);
     this.version = version;
     const nClasses = seg.classesLength();
+    const views = (): SegmentViews => this.views;
     const d: SegmentDictionaries = {
       classFlags: new Uint8Array(nClasses),
       classProto: new Uint8Array(nClasses),
       classEther: new Uint16Array(nClasses),
       classVlan: new Uint16Array(nClasses),
-      ipv4: seg.ipv4Array() ?? new Uint32Array(0),
-      ipv6: seg.ipv6Array() ?? EMPTY,
-      macPairs: seg.macPairsArray() ?? EMPTY,
+      get ipv4() {
+        return views().ipv4;
+      },
+      get ipv6() {
+        return views().ipv6;
+      },
+      get macPairs() {
+        return views().macPairs;
+      },
     };
     const fc = new FlowClass();
     for (let c = 0; c < nClasses; c++) {
@@ -858,19 +898,7 @@ class SegmentData implements SegmentFlows {
       d.classEther[c] = fc.ethertype();
       d.classVlan[c] = fc.vlan();
     }
-    if (d.ipv6.length % 16 !== 0) fail('ipv6 dictionary is not a whole number of addresses');
-    if (d.macPairs.length % 12 !== 0) fail('MAC dictionary is not a whole number of pairs');
-    // Dictionaries are fetched whole by all(), entry by entry for the flows the key tables name.
     this.dictionaries = d;
-    this.classColumn = seg.flowClassArray() ?? EMPTY;
-    this.addrsColumn = seg.flowAddrsArray() ?? EMPTY;
-    this.macsColumn = seg.flowMacsArray() ?? EMPTY;
-    this.timesColumn = seg.flowTimesArray() ?? EMPTY;
-    this.countsColumn = seg.flowCountsArray() ?? EMPTY;
-    this.ports = seg.flowPortsArray() ?? new Uint16Array(0);
-    // Empty is absent too: re-encoding an index (writeIndexWithChunks) writes every vector.
-    this.wireColumn = seg.flowWireLength() ? seg.flowWireArray() : null;
-    this.offsets = seg.flowOffsetsArray() ?? EMPTY;
     this.linktype = seg.linktype();
     this.nano = seg.nano();
     this.snaplen = seg.snaplen();
@@ -903,12 +931,42 @@ class SegmentData implements SegmentFlows {
     return Number(v);
   }
 
+  /**
+   * The columns and dictionaries, located on first use: a lookup that names
+   * no flow of this segment then reads none of their (scattered) length words.
+   * Their bytes are fetched whole by all(), by checkpoint runs and by entry
+   * for the flows the key tables name.
+   */
+  get views(): SegmentViews {
+    this.viewsMade ??= guarded(this.fail, () => {
+      const { seg } = this;
+      const v: SegmentViews = {
+        classColumn: seg.flowClassArray() ?? EMPTY,
+        addrsColumn: seg.flowAddrsArray() ?? EMPTY,
+        macsColumn: seg.flowMacsArray() ?? EMPTY,
+        timesColumn: seg.flowTimesArray() ?? EMPTY,
+        countsColumn: seg.flowCountsArray() ?? EMPTY,
+        ports: seg.flowPortsArray() ?? new Uint16Array(0),
+        // Empty is absent too: re-encoding an index (writeIndexWithChunks) writes every vector.
+        wireColumn: seg.flowWireLength() ? seg.flowWireArray() : null,
+        offsets: seg.flowOffsetsArray() ?? EMPTY,
+        ipv4: seg.ipv4Array() ?? new Uint32Array(0),
+        ipv6: seg.ipv6Array() ?? EMPTY,
+        macPairs: seg.macPairsArray() ?? EMPTY,
+      };
+      if (v.ipv6.length % 16 !== 0) this.fail('ipv6 dictionary is not a whole number of addresses');
+      if (v.macPairs.length % 12 !== 0) this.fail('MAC dictionary is not a whole number of pairs');
+      return v;
+    });
+    return this.viewsMade;
+  }
+
   all(): Columns {
     this.decoded ??= guarded(this.fail, () => {
       const d = newColumns(this, this.flowCount, undefined);
-      const { ipv4, ipv6, macPairs } = this.dictionaries;
-      for (const column of [this.classColumn, this.addrsColumn, this.macsColumn, this.timesColumn, this.countsColumn,
-        this.wireColumn ?? EMPTY, this.offsets, this.ports, ipv4, ipv6, macPairs]) this.src.ensureView(column);
+      const v = this.views;
+      for (const column of [v.classColumn, v.addrsColumn, v.macsColumn, v.timesColumn, v.countsColumn,
+        v.wireColumn ?? EMPTY, v.offsets, v.ports, v.ipv4, v.ipv6, v.macPairs]) this.src.ensureView(column);
       const reader = new FlowReader(this, true);
       for (let j = 0; j < this.flowCount; j++) reader.read(d, j);
       reader.done();
