@@ -2,6 +2,7 @@
 // thread and delivered to the JS callback, in order, through one
 // thread-safe function whose bounded queue is the back-pressure.
 #include <napi.h>
+#include <fcntl.h>
 #include <pcap/pcap.h>
 
 #include <memory>
@@ -221,11 +222,22 @@ Napi::Value LibpcapVersion(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), pcap_lib_version());
 }
 
+/** prefetch(fd, position, length): posix_fadvise WILLNEED, so that the kernel reads ahead while JavaScript scans. */
+Napi::Value Prefetch(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t position = off_t(info[1].As<Napi::Number>().Int64Value());
+  off_t length = off_t(info[2].As<Napi::Number>().Int64Value());
+  // Advice only: a failure costs speed, never data. A length of 0 would mean the rest of the file.
+  if (length > 0) (void)posix_fadvise(fd, position, length, POSIX_FADV_WILLNEED);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Recorder", Recorder::Define(env));
   exports.Set("Filter", n2d::Filter::Define(env));
   exports.Set("recordsMeta", Napi::Function::New(env, n2d::RecordsMeta));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
+  exports.Set("prefetch", Napi::Function::New(env, Prefetch));
   n2d::DefineIdentity(env, exports);
   n2d::DefineIndexBuilder(env, exports);
   return exports;

@@ -148,6 +148,7 @@ interface Addon {
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
   libpcapVersion(): string;
+  prefetch(fd: number, position: number, length: number): void;
   peerCredentials(fd: number): PeerCredentials | null;
   userName(uid: number): string | null;
   userGroups(name: string): string[] | null;
@@ -185,6 +186,9 @@ export class Recorder {
 }
 
 export const libpcapVersion = (): string => addon.libpcapVersion();
+
+/** Asks the kernel to start reading bytes [position, position + length) of `fd` into the page cache (advice only). */
+export const prefetch = (fd: number, position: number, length: number): void => addon.prefetch(fd, position, length);
 
 /** Where and why a walk of pcap records stopped. */
 export type RecordsStop = 'more' | 'zeros' | 'invalid';

@@ -11,6 +11,8 @@ export interface ByteReader {
   read(buf: Uint8Array, offset: number, length: number, position: number): number;
   /** Compressed files: where the frame holding `position` ends (reads within one frame cost one decode). */
   frameEnd?(position: number): number;
+  /** Plain files: the open descriptor, for advice to the kernel on what will be read next. */
+  readonly plainFd?: number;
   close(): void;
 }
 
@@ -18,6 +20,7 @@ export interface ByteReader {
 export function plainReader(fd: number, path: string): ByteReader {
   return {
     path,
+    plainFd: fd,
     size: fs.fstatSync(fd).size,
     read: (buf, offset, length, position) => fs.readSync(fd, buf, offset, length, position),
     close: () => fs.closeSync(fd),
