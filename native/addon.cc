@@ -2,11 +2,16 @@
 // thread and delivered to the JS callback, in order, through one
 // thread-safe function whose bounded queue is the back-pressure.
 #include <napi.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pcap/pcap.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 
+#include "chunk.h"
 #include "filter.h"
 #include "identity.h"
 #include "index_builder_addon.h"
@@ -232,12 +237,66 @@ Napi::Value Prefetch(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+/**
+ * writeDirect(fd, parts): writes the parts back to back from the start of
+ * `fd`, an empty file opened with O_DIRECT, through a page-aligned buffer,
+ * then cuts the file to their length. Returns 0, or -errno. A published
+ * index at 100 B random flows is about 25 B a packet; written through the
+ * page cache, the kernel's copy of it took a seventh of the recorder's CPU
+ * (about 3.7 s of system time for 2 GB against 0.2 s direct, on this VM).
+ */
+Napi::Value WriteDirect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array parts = info[1].As<Napi::Array>();
+  constexpr size_t PIECE = 4 << 20;
+  void* p = nullptr;
+  if (posix_memalign(&p, n2d::kAlign, PIECE) != 0) return Napi::Number::New(env, -ENOMEM);
+  std::unique_ptr<uint8_t, decltype(&free)> buf(static_cast<uint8_t*>(p), &free);
+  off_t at = 0;
+  size_t fill = 0;
+  uint64_t total = 0;
+  auto flush = [&](size_t len) -> int {
+    for (size_t done = 0; done < len;) {
+      ssize_t w = pwrite(fd, buf.get() + done, len - done, at + off_t(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return w < 0 ? -errno : -EIO;
+      done += size_t(w);
+    }
+    at += off_t(len);
+    return 0;
+  };
+  for (uint32_t i = 0; i < parts.Length(); i++) {
+    Napi::Uint8Array part = parts.Get(i).As<Napi::Uint8Array>();
+    const uint8_t* data = part.Data();
+    size_t left = part.ByteLength();
+    total += left;
+    while (left > 0) {
+      size_t n = std::min(left, PIECE - fill);
+      std::memcpy(buf.get() + fill, data, n);
+      data += n, left -= n, fill += n;
+      if (fill < PIECE) continue;
+      if (int r = flush(PIECE)) return Napi::Number::New(env, r);
+      fill = 0;
+    }
+  }
+  if (fill > 0) {
+    // The last block goes out whole, zero-padded; the truncation below drops the padding.
+    size_t padded = size_t(n2d::align_up(fill));
+    std::memset(buf.get() + fill, 0, padded - fill);
+    if (int r = flush(padded)) return Napi::Number::New(env, r);
+  }
+  if (ftruncate(fd, off_t(total)) < 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Recorder", Recorder::Define(env));
   exports.Set("Filter", n2d::Filter::Define(env));
   exports.Set("recordsMeta", Napi::Function::New(env, n2d::RecordsMeta));
   exports.Set("libpcapVersion", Napi::Function::New(env, LibpcapVersion));
   exports.Set("prefetch", Napi::Function::New(env, Prefetch));
+  exports.Set("writeDirect", Napi::Function::New(env, WriteDirect));
   n2d::DefineIdentity(env, exports);
   n2d::DefineIndexBuilder(env, exports);
   return exports;

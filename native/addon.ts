@@ -149,6 +149,7 @@ interface Addon {
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
   libpcapVersion(): string;
   prefetch(fd: number, position: number, length: number): void;
+  writeDirect(fd: number, parts: Uint8Array[]): number;
   peerCredentials(fd: number): PeerCredentials | null;
   userName(uid: number): string | null;
   userGroups(name: string): string[] | null;
@@ -189,6 +190,12 @@ export const libpcapVersion = (): string => addon.libpcapVersion();
 
 /** Asks the kernel to start reading bytes [position, position + length) of `fd` into the page cache (advice only). */
 export const prefetch = (fd: number, position: number, length: number): void => addon.prefetch(fd, position, length);
+
+/**
+ * Writes `parts` back to back into `fd`, an empty file opened with O_DIRECT,
+ * bypassing the page cache; returns 0, or a negative errno.
+ */
+export const writeDirect = (fd: number, parts: Uint8Array[]): number => addon.writeDirect(fd, parts);
 
 /** Where and why a walk of pcap records stopped. */
 export type RecordsStop = 'more' | 'zeros' | 'invalid';
