@@ -108,15 +108,6 @@ IndexBuilder::IndexBuilder(const IndexInfo& info) : info_(info) {
 void FileArrays::clear() {
   flows.clear();
   swapped.clear();
-  classes.clear();
-  ipv4.clear();
-  ipv6.clear();
-  macs.clear();
-  entries.clear();
-  class_local.clear();
-  ipv4_local.clear();
-  ipv6_local.clear();
-  mac_local.clear();
   global.clear();
   local.clear();
   local_global.clear();
@@ -141,7 +132,6 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
   }
 
   constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
-  const size_t first_new = a_.flows.size();
   for (size_t i = 0; i < count; i++) {
     if (i + 2 * AHEAD < count) a_.flows.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
     if (i + AHEAD < count) {
@@ -180,48 +170,7 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
     a_.pkt_off_lo.push_back(uint32_t(m.offset));
     to_block(m.offset, t);
   }
-  add_entries(first_new);
   return {};
-}
-
-/** Enters flows [from, flows.size()), new in this batch, in the file's dictionaries. */
-void IndexBuilder::add_entries(size_t from) {
-  constexpr size_t AHEAD = 8;  // as in add(): the IPv4 slots are asked for ahead
-  const size_t to = a_.flows.size();
-  for (size_t g = from; g < to; g++) {
-    if (g + AHEAD < to) {
-      const uint32_t* next = a_.flows.key(g + AHEAD);
-      if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
-        a_.ipv4.prefetch_slot(a_.ipv4.hash(next + K_ADDR_A));
-        a_.ipv4.prefetch_slot(a_.ipv4.hash(next + K_ADDR_B));
-      }
-    }
-    const uint32_t* k = a_.flows.key(g);
-    const uint32_t flags = k[K_PROTO_FLAGS] >> 8;
-    FlowEntries e{a_.classes.intern(k + K_ETHER_VLAN), 0, 0, 0};
-    // Endpoint A of the index is the source of the flow's first packet.
-    const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
-    const uint32_t* b = k + (a_.swapped[g] ? K_ADDR_A : K_ADDR_B);
-    if (flags & META_IPV4) {
-      e.a = a_.ipv4.intern(a);
-      e.b = a_.ipv4.intern(b);
-    } else if (flags & META_IPV6) {
-      e.a = a_.ipv6.intern(a);
-      e.b = a_.ipv6.intern(b);
-    }
-    if (flags & META_MAC) {
-      // (A bytes 0-3, B bytes 0-3, A bytes 4-5 | B bytes 4-5 << 16)
-      const uint32_t tails = k[K_MAC_TAILS];
-      const uint32_t pair[3] = {a_.swapped[g] ? k[K_MAC_B] : k[K_MAC_A], a_.swapped[g] ? k[K_MAC_A] : k[K_MAC_B],
-                                a_.swapped[g] ? (tails >> 16) | (tails << 16) : tails};
-      e.mac = a_.macs.intern(pair);
-    }
-    a_.entries.push_back(e);
-  }
-  a_.class_local.resize(a_.classes.size(), -1);
-  a_.ipv4_local.resize(a_.ipv4.size(), -1);
-  a_.ipv6_local.resize(a_.ipv6.size(), -1);
-  a_.mac_local.resize(a_.macs.size(), -1);
 }
 
 // Offsets must increase by less than 4 GiB from record to record (only their

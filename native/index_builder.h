@@ -61,30 +61,11 @@ enum FlowKeyWord : size_t {
   KEY_WORDS = 14,
 };
 
-/** A flow's entries in the file's dictionaries. */
-struct FlowEntries {
-  uint32_t cls;
-  uint32_t a, b;  // endpoints A and B in ipv4 or ipv6, as the class says
-  uint32_t mac;   // with META_MAC
-};
-
 /** The arrays of one file's index that grow with its flows and packets. */
 struct FileArrays {
   Interner<KEY_WORDS> flows{1024};
   /** Per global flow: its first packet went from canonical endpoint B to A. */
   std::vector<uint8_t> swapped;
-  // The file's dictionaries in order of first sight, and each flow's
-  // entries in them, made once when the flow is new: the segments and the
-  // file's index then number their own entries from these instead of
-  // interning every flow's addresses again (two hash lookups that miss the
-  // cache, per address and per encoding).
-  Interner<2> classes{16};
-  Interner<1> ipv4{1024};
-  Interner<4> ipv6{16};
-  Interner<3> macs{16};
-  std::vector<FlowEntries> entries;
-  /** Per file entry, its number in the segment being encoded; -1 between encodings. */
-  std::vector<int32_t> class_local, ipv4_local, ipv6_local, mac_local;
   /** Whole-file counters, brought up to date at each segment boundary. */
   std::vector<FlowStat> global;
   /** Counters of the current segment, numbered by first sight in it. */
@@ -141,11 +122,10 @@ class IndexBuilder {
  private:
   std::string check_offsets(const PacketMeta* meta, size_t count);
   std::string check_end(uint64_t end) const;
-  void add_entries(size_t from);
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
   void merge_local();
-  Encoded encode(const Span& span);
+  Encoded encode(const Span& span) const;
   VarintSink encode_offsets(const Span& span, std::vector<uint32_t>& at, std::vector<uint64_t>& prev_first) const;
 
   IndexInfo info_;

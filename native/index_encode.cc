@@ -186,55 +186,6 @@ class Postings {
   std::vector<uint32_t> cp_key_, cp_at_;
 };
 
-/**
- * The entries of one of the file's dictionaries that a segment uses,
- * numbered in order of first use by its flows, with their uses. The file's
- * own index uses every entry, numbered as in the file (`local_of` null).
- */
-class Subset {
- public:
-  Subset(std::vector<int32_t>* local_of, size_t file_entries) : local_of_(local_of), size_(local_of ? 0 : file_entries) {
-    if (!local_of_) uses_.assign(file_entries, 0);
-  }
-  ~Subset() {
-    if (local_of_) for (uint32_t id : members_) (*local_of_)[id] = -1;
-  }
-  Subset(const Subset&) = delete;
-  Subset& operator=(const Subset&) = delete;
-
-  /** The number of file entry `id` here, counting one more use. */
-  uint32_t use(uint32_t id) {
-    if (!local_of_) {
-      uses_[id]++;
-      return id;
-    }
-    int32_t& l = (*local_of_)[id];
-    if (l < 0) {
-      l = int32_t(members_.size());
-      members_.push_back(id);
-      uses_.push_back(0);
-      size_++;
-    }
-    uses_[size_t(l)]++;
-    return uint32_t(l);
-  }
-
-  size_t size() const { return size_; }
-  /** The file entry numbered `local` here. */
-  uint32_t file_id(size_t local) const { return local_of_ ? members_[local] : uint32_t(local); }
-  /** Most used first (rank_by_use); the uses are not needed after this. */
-  std::vector<uint32_t> rank() {
-    std::vector<uint32_t> r = rank_by_use(uses_, uses_.size());
-    release(uses_);
-    return r;
-  }
-
- private:
-  std::vector<int32_t>* local_of_;
-  size_t size_;
-  std::vector<uint32_t> members_, uses_;
-};
-
 /** Where a flow checkpoint's flow starts in each column (recorder/index.fbs FlowCheckpoint). */
 struct CheckpointAt {
   uint32_t cls, addrs, ports, macs, times, counts, wire;
@@ -247,34 +198,66 @@ inline uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
 
 }  // namespace
 
-Encoded IndexBuilder::encode(const Span& in) {
+Encoded IndexBuilder::encode(const Span& in) const {
   const std::vector<FlowStat>& stats = *in.stats;
   const size_t n_flows = stats.size();
   const uint64_t n_packets = in.end_packet - in.first_packet;
   auto global = [&](size_t j) -> uint32_t { return in.global_of ? in.global_of[j] : uint32_t(j); };
 
-  // Pass 1: the dictionaries' entries this encoding holds, and their uses.
-  const bool whole = in.global_of == nullptr;
-  Subset classes(whole ? nullptr : &a_.class_local, a_.classes.size());
-  Subset ipv4(whole ? nullptr : &a_.ipv4_local, a_.ipv4.size());
-  Subset ipv6(whole ? nullptr : &a_.ipv6_local, a_.ipv6.size());
-  Subset macs(whole ? nullptr : &a_.mac_local, a_.macs.size());
+  // Pass 1: dictionaries and their use counts.
+  Interner<2> classes;
+  Interner<1> ipv4(2 * n_flows);
+  Interner<4> ipv6;
+  Interner<3> macs;
+  std::vector<uint32_t> class_uses(n_flows), v4_uses(2 * n_flows), v6_uses(2 * n_flows), mac_uses(n_flows);
   std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
+  constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
   for (size_t j = 0; j < n_flows; j++) {
-    const FlowEntries& e = a_.entries[global(j)];
-    flow_class[j] = classes.use(e.cls);
-    const uint32_t flags = a_.classes.key(e.cls)[1] >> 8;
-    if (flags & (META_IPV4 | META_IPV6)) {
-      Subset& addrs = flags & META_IPV4 ? ipv4 : ipv6;
-      addr_a[j] = addrs.use(e.a);
-      addr_b[j] = addrs.use(e.b);
+    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(a_.flows.key(global(j + 2 * AHEAD)));
+    if (j + AHEAD < n_flows) {
+      const uint32_t* next = a_.flows.key(global(j + AHEAD));
+      if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
+        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
+      }
     }
-    if (flags & META_MAC) flow_mac[j] = macs.use(e.mac);
+    uint32_t g = global(j);
+    const uint32_t* k = a_.flows.key(g);
+    uint32_t flags = k[K_PROTO_FLAGS] >> 8;
+    flow_class[j] = classes.intern(k + K_ETHER_VLAN);
+    class_uses[flow_class[j]]++;
+    // Endpoint A of the index is the source of the flow's first packet.
+    const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
+    const uint32_t* b = k + (a_.swapped[g] ? K_ADDR_A : K_ADDR_B);
+    if (flags & META_IPV4) {
+      addr_a[j] = ipv4.intern(a);
+      addr_b[j] = ipv4.intern(b);
+      v4_uses[addr_a[j]]++;
+      v4_uses[addr_b[j]]++;
+    } else if (flags & META_IPV6) {
+      addr_a[j] = ipv6.intern(a);
+      addr_b[j] = ipv6.intern(b);
+      v6_uses[addr_a[j]]++;
+      v6_uses[addr_b[j]]++;
+    }
+    if (flags & META_MAC) {
+      uint32_t tails = k[K_MAC_TAILS];
+      uint32_t pair[3];
+      if (a_.swapped[g]) {
+        pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
+      } else {
+        pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
+      }
+      flow_mac[j] = macs.intern(pair);
+      mac_uses[flow_mac[j]]++;
+    }
   }
-  const std::vector<uint32_t> class_rank = classes.rank();
-  const std::vector<uint32_t> v4_rank = ipv4.rank();
-  const std::vector<uint32_t> v6_rank = ipv6.rank();
-  const std::vector<uint32_t> mac_rank = macs.rank();
+  const std::vector<uint32_t> class_rank = rank_by_use(class_uses, classes.size());
+  const std::vector<uint32_t> v4_rank = rank_by_use(v4_uses, ipv4.size());
+  const std::vector<uint32_t> v6_rank = rank_by_use(v6_uses, ipv6.size());
+  const std::vector<uint32_t> mac_rank = rank_by_use(mac_uses, macs.size());
+  release(class_uses), release(v4_uses), release(v6_uses), release(mac_uses);
+  classes.seal(), ipv4.seal(), ipv6.seal(), macs.seal();
 
   // Header times: the blocks hold every packet's time.
   uint64_t min_ts = 0, max_ts = 0;
@@ -373,7 +356,7 @@ Encoded IndexBuilder::encode(const Span& in) {
                  v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
   // Interned keys hold the address bytes as read little-endian; the index stores a.b.c.d as a number.
   std::vector<uint32_t> v4_values(ipv4.size());
-  for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(a_.ipv4.key(ipv4.file_id(id))[0]);
+  for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
   uint32_t v_ipv4 = 0;
   if (ipv4.size() > 0) {
     fb.start_vector(4, v4_values.size(), 4);
@@ -383,7 +366,7 @@ Encoded IndexBuilder::encode(const Span& in) {
   uint32_t v_ipv6 = 0;
   if (ipv6.size() > 0) {
     std::vector<uint8_t> bytes(16 * ipv6.size());
-    for (size_t id = 0; id < ipv6.size(); id++) std::memcpy(&bytes[16 * v6_rank[id]], a_.ipv6.key(ipv6.file_id(id)), 16);
+    for (size_t id = 0; id < ipv6.size(); id++) std::memcpy(&bytes[16 * v6_rank[id]], ipv6.key(id), 16);
     v_ipv6 = fb.bytes(bytes.data(), bytes.size());
   }
   uint32_t v_macs = 0;
@@ -391,7 +374,7 @@ Encoded IndexBuilder::encode(const Span& in) {
     // Keys are (A bytes 0-3, B bytes 0-3, A bytes 4-5 | B bytes 4-5 << 16); entries are MAC A, MAC B.
     std::vector<uint8_t> bytes(12 * macs.size());
     for (size_t id = 0; id < macs.size(); id++) {
-      const uint32_t* m = a_.macs.key(macs.file_id(id));
+      const uint32_t* m = macs.key(id);
       uint8_t* e = &bytes[12 * mac_rank[id]];
       std::memcpy(e, &m[0], 4);
       std::memcpy(e + 4, &m[2], 2);
@@ -444,7 +427,7 @@ Encoded IndexBuilder::encode(const Span& in) {
     for (size_t id = 0; id < classes.size(); id++) by_rank[class_rank[id]] = uint32_t(id);
     fb.start_vector(6, classes.size(), 2);
     for (size_t r = classes.size(); r-- > 0;) {
-      const uint32_t* c = a_.classes.key(classes.file_id(by_rank[r]));  // (ethertype | vlan << 16, ipproto | flags << 8)
+      const uint32_t* c = classes.key(by_rank[r]);  // (ethertype | vlan << 16, ipproto | flags << 8)
       fb.prep(2, 6);
       fb.put<uint16_t>(uint16_t(c[0] >> 16));
       fb.put<uint16_t>(uint16_t(c[0]));
