@@ -160,9 +160,12 @@ async function measure(tool: ToolSpec, src: Source, round: number, scratch: stri
     await waitQuiet(0.15, quietWaitMs);
     if (cold) {
       dropCaches();
-    } else if (cachedShare(src.file) < 0.999) {
-      log('  source partly evicted from the page cache: reading it again');
-      readThrough(src.file);
+    } else {
+      const share = cachedShare(src.file);
+      if (share < 0.999) {
+        log(`  only ${(share * 100).toFixed(1)}% of the source in the page cache: reading it again`);
+        readThrough(src.file);
+      }
     }
     const cached = cachedShare(src.file);
     const a = loadSnapshot(dir);
