@@ -16,9 +16,10 @@ import { parseArgs } from 'node:util';
 import { StoredCount, countPcapDir, countStenotypeDir } from './lib/count';
 import { VethPair, destroyAllNamespaces } from './lib/netns';
 import {
-  Child, ProcSnapshot, childrenOf, cpuTimes, deviceWrittenBytes, killAll, machine, ownCpu, processCpu, run, signal, sleep, snapshotProcesses,
-  start, treeRss, waitQuiet, within,
+  Child, childrenOf, commitOf, cpuTimes, deviceMBps, foreignLoad, gnuTime, killAll, loadSnapshot, machine, processCpu, readGnuTime, run,
+  signal, sleep, start, treeRss, waitQuiet, within,
 } from './lib/sys';
+import { formatRow } from './lib/table';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const WORK_ROOT = '/var/tmp'; // the real disk, not tmpfs
@@ -261,7 +262,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
     veth.create();
     tool.prepare?.(dir);
     run(['sync']); // the previous run's dirty pages are not this run's disk load
-    const wrapped = ['ip', 'netns', 'exec', veth.nsB, 'taskset', '-c', '1', '/usr/bin/time', '-f', '%U %S %M', '-o', timeFile, ...tool.argv(veth.ifB, dir)];
+    const wrapped = ['ip', 'netns', 'exec', veth.nsB, 'taskset', '-c', '1', ...gnuTime(timeFile), ...tool.argv(veth.ifB, dir)];
     // ip netns exec and taskset exec in place: the child's pid is GNU time's.
     const toolChild = start(wrapped);
     const toolPid = await childOf(toolChild.pid, toolChild);
@@ -271,7 +272,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
 
     const c0 = veth.counters();
     const cpu0 = processCpu(toolPid);
-    const load0 = loadSnapshot();
+    const load0 = loadSnapshot(WORK_ROOT);
     const rateArgs = rate === 'max' ? [] : ['-b', `${Math.round(Number(rate) * 1e6)}pps`];
     const t0 = process.hrtime.bigint();
     rss.trafficStarts();
@@ -287,7 +288,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
     let wall = seconds;
     const timer = setTimeout(() => {
       cpu1 = processCpu(toolPid);
-      load1 = loadSnapshot();
+      load1 = loadSnapshot(WORK_ROOT);
       wall = Number(process.hrtime.bigint() - t0) / 1e9;
       signal(-gen.pid, 'SIGINT');
     }, seconds * 1000);
@@ -321,9 +322,8 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
       await toolChild.exited;
     }
     rss.stop();
-    const timeLines = fs.readFileSync(timeFile, 'utf8').trim().split('\n');
-    const [user, sys, rssKB] = timeLines[timeLines.length - 1].split(' ').map(Number);
-    if (exitedInTime && timeLines.length > 1) notes.push(timeLines[0].trim()); // "Command exited with non-zero status N"
+    const { user, sys, maxRssKB: rssKB, note } = readGnuTime(timeFile);
+    if (exitedInTime && note) notes.push(note);
 
     const toolOut = toolChild.output();
     const rep = tool.reported(toolOut);
@@ -345,7 +345,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
       cpuSec: user + sys - cpu0, startCpuSec: cpu0, busy: (cpu1 - cpu0) / wall, rssMB: rssKB / 1024,
       rss: summarizeRss(rss.samples, stopT),
       diskMB: count.diskBytes / 2 ** 20, stopSec, foreignLoad: foreignLoad(load0, load1),
-      deviceMBps: (load1.diskBytes - load0.diskBytes) / 2 ** 20 / ((load1.at - load0.at) / 1000), count, notes,
+      deviceMBps: deviceMBps(load0, load1), count, notes,
       outputTail: toolOut.slice(-3000),
     };
   } finally {
@@ -361,34 +361,13 @@ const pct = (a: number, b: number): number => (b > 0 ? (100 * a) / b : 0);
 /** Two decimals, except that a loss too small for them still shows. */
 const fmtPct = (p: number): string => (p > 0 && p < 0.01 ? p.toExponential(0) : p.toFixed(2));
 
-interface LoadSnapshot {
-  cpus: ReturnType<typeof cpuTimes>;
-  procs: ProcSnapshot;
-  diskBytes: number;
-  at: number;
-}
-
-function loadSnapshot(): LoadSnapshot {
-  return { cpus: cpuTimes(), procs: snapshotProcesses(), diskBytes: deviceWrittenBytes(WORK_ROOT), at: Date.now() };
-}
-
-/** Cores used by other people's work between two snapshots (see foreignCpu). */
-function foreignLoad(a: LoadSnapshot, b: LoadSnapshot): number {
-  const busy = b.cpus.reduce((n, t, i) => n + t.busy - a.cpus[i].busy, 0) / 100;
-  return Math.max(0, busy - ownCpu(a.procs, b.procs)) / Math.max(0.001, (b.at - a.at) / 1000);
-}
-
-function row(cols: (string | number)[], widths: number[]): string {
-  return cols.map((c, i) => (i < 3 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' ');
-}
-
 function printTable(results: Result[]): void {
   const head = ['size', 'rate', 'tool', 'sent', 'Mpps', 'Gbit/s', 'stored', 'lost', 'lost%', 'ns/pkt', 'busy%', 'start s', 'RSS MB', `RSS@${STEADY_AFTER_S}`, 'RSS pk', 'RSS end', 'growth', 'disk MB/s', 'dev MB/s', 'stop s', 'other%'];
   const w = [5, 5, 12, 10, 6, 6, 10, 10, 6, 7, 6, 7, 7, 7, 7, 7, 7, 9, 8, 6, 6];
-  console.log(row(head, w));
+  console.log(formatRow(head, w, 3));
   for (const r of results) {
     const lost = r.sent - r.stored;
-    console.log(row([
+    console.log(formatRow([
       r.size, r.rate, r.tool, r.sent, (r.sent / r.seconds / 1e6).toFixed(3),
       ((r.sent * r.size * 8) / r.seconds / 1e9).toFixed(2),
       r.stored, lost, fmtPct(pct(lost, r.sent)), r.stored ? ((r.cpuSec / r.stored) * 1e9).toFixed(0) : '-',
@@ -396,7 +375,7 @@ function printTable(results: Result[]): void {
       r.rss.atSteadyMB?.toFixed(0) ?? '-', r.rss.peakMB.toFixed(0), r.rss.endMB.toFixed(0),
       r.rss.growthMB?.toFixed(0) ?? '-', (r.diskMB / r.seconds).toFixed(0), r.deviceMBps.toFixed(0), r.stopSec.toFixed(1),
       (r.foreignLoad * 100).toFixed(0),
-    ], w));
+    ], w, 3));
   }
   const notes = results.filter((r) => r.notes.length || r.toolDropped);
   if (notes.length) console.log('\nnotes:');
@@ -460,8 +439,7 @@ async function main(): Promise<void> {
 
   console.log(`n2disk-ts capture benchmark, ${new Date().toISOString()}`);
   console.log(`machine: ${machine()}`);
-  const commit = run(['git', '-C', REPO, 'describe', '--always', '--dirty'], true).trim();
-  console.log(`n2disk-ts: ${REPO} at ${commit || 'unknown commit'}`);
+  console.log(`n2disk-ts: ${REPO} at ${commitOf(REPO)}`);
   console.log(`trafgen on CPU 0, tool on CPU 1, ${RING_MB} MB ring each, ${seconds} s per run\n`);
 
   const cfgDir = fs.mkdtempSync(path.join(os.tmpdir(), 'n2dtb-'));

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generatePcap, GenResult } from './extract-lib/pcapgen';
 import { scanPcaps } from './extract-lib/pcapscan';
+import { dumpFiles } from './lib/count';
 import { awaitQuiet, dropCaches, onCleanup, run, runCleanups, timed, Timed } from './extract-lib/proc';
 import { stenographerBench, StenoReport } from './extract-lib/steno';
 
@@ -60,18 +61,6 @@ interface ToolTimes {
   cold: number;
   /** CPU cores other processes used during the reported runs (0: undisturbed). */
   others: number;
-}
-
-/** The dump set's pcap files in time order (`<n>/<epoch>.<usec>.pcap`), with each one's first timestamp. */
-function dumpFiles(dump: string): { file: string; startUs: number }[] {
-  const out: { file: string; startUs: number }[] = [];
-  for (const d of fs.readdirSync(dump).filter((n) => /^\d+$/.test(n))) {
-    for (const f of fs.readdirSync(path.join(dump, d))) {
-      const m = /^(\d+)\.(\d{6})\.pcap$/.exec(f);
-      if (m) out.push({ file: path.join(dump, d, f), startUs: Number(m[1]) * 1e6 + Number(m[2]) });
-    }
-  }
-  return out.sort((x, y) => x.startUs - y.startUs);
 }
 
 /** Builds the dump set (or reuses the one a previous --keep run left). */

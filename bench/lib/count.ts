@@ -34,6 +34,18 @@ export function listFiles(dir: string): string[] {
   return out;
 }
 
+/** The dump set's pcap files in time order (`<n>/<epoch>.<usec>.pcap`), with each one's first timestamp. */
+export function dumpFiles(dump: string): { file: string; startUs: number }[] {
+  const out: { file: string; startUs: number }[] = [];
+  for (const d of fs.readdirSync(dump).filter((n) => /^\d+$/.test(n))) {
+    for (const f of fs.readdirSync(path.join(dump, d))) {
+      const m = /^(\d+)\.(\d{6})\.pcap$/.exec(f);
+      if (m) out.push({ file: path.join(dump, d, f), startUs: Number(m[1]) * 1e6 + Number(m[2]) });
+    }
+  }
+  return out.sort((x, y) => x.startUs - y.startUs);
+}
+
 export function diskBytes(dir: string): number {
   return listFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0);
 }

@@ -171,8 +171,10 @@ export function snapshotProcesses(): ProcSnapshot {
  * CPU seconds used between two snapshots by this bench and its descendants
  * (trafgen, the tool) and by kernel threads (softirq, I/O): the work under
  * test. The rest of the machine's busy time is other people's work, which
- * competes for the two cores. Own times only: a reaped child's whole life
- * lands in its parent's cutime at once and would count twice.
+ * competes for the two cores. Own times only for those still alive: a reaped
+ * child's whole life lands in its parent's cutime at once and would count
+ * twice. Children the bench reaps inside the window are counted whole, so
+ * they must have started inside it.
  */
 export function ownCpu(before: ProcSnapshot, after: ProcSnapshot): number {
   const ours = (pid: number): boolean => {
@@ -188,6 +190,11 @@ export function ownCpu(before: ProcSnapshot, after: ProcSnapshot): number {
     const b = before.get(pid);
     total += b && b.start === s.start ? s.self - b.self : s.self;
   }
+  // A child the bench started and reaped inside the window is in neither
+  // snapshot: its whole life is in the bench's cutime + cstime.
+  const me0 = before.get(process.pid);
+  const me1 = after.get(process.pid);
+  if (me0 && me1) total += me1.cpu - me1.self - (me0.cpu - me0.self);
   return total;
 }
 
@@ -241,4 +248,52 @@ export function machine(): string {
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? 'unknown CPU';
   const mem = (os.totalmem() / 2 ** 30).toFixed(1);
   return `${os.availableParallelism()} CPUs (${model}), ${mem} GiB RAM, Linux ${os.release()}, Node ${process.version}`;
+}
+
+/** Machine-wide CPU, processes and disk writes at one moment: two of them bound a measured window. */
+export interface LoadSnapshot {
+  cpus: ReturnType<typeof cpuTimes>;
+  procs: ProcSnapshot;
+  /** Bytes written so far to the block device holding the directory the snapshot was taken for. */
+  diskBytes: number;
+  at: number;
+}
+
+export function loadSnapshot(diskOf: string): LoadSnapshot {
+  return { cpus: cpuTimes(), procs: snapshotProcesses(), diskBytes: deviceWrittenBytes(diskOf), at: Date.now() };
+}
+
+/** Cores used by other people's work between two snapshots (see ownCpu). */
+export function foreignLoad(a: LoadSnapshot, b: LoadSnapshot): number {
+  const busy = b.cpus.reduce((n, t, i) => n + t.busy - a.cpus[i].busy, 0) / 100;
+  return Math.max(0, busy - ownCpu(a.procs, b.procs)) / Math.max(0.001, (b.at - a.at) / 1000);
+}
+
+/** What the disk took between two snapshots, whoever wrote it, in MB/s (2^20). */
+export function deviceMBps(a: LoadSnapshot, b: LoadSnapshot): number {
+  return (b.diskBytes - a.diskBytes) / 2 ** 20 / ((b.at - a.at) / 1000);
+}
+
+/** Prefix for a command's argv: GNU time writes its CPU and peak RSS to file (see readGnuTime). */
+export function gnuTime(file: string): string[] {
+  return ['/usr/bin/time', '-f', '%U %S %M', '-o', file];
+}
+
+export interface GnuTimes {
+  user: number;
+  sys: number;
+  maxRssKB: number;
+  /** GNU time's line before the figures when the command failed ("Command exited with non-zero status N"). */
+  note?: string;
+}
+
+export function readGnuTime(file: string): GnuTimes {
+  const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+  const [user, sys, maxRssKB] = lines[lines.length - 1].split(' ').map(Number);
+  return { user, sys, maxRssKB, note: lines.length > 1 ? lines[0].trim() : undefined };
+}
+
+/** The commit the benchmarked code is at, "-dirty" when it has uncommitted changes. */
+export function commitOf(repo: string): string {
+  return run(['git', '-C', repo, 'describe', '--always', '--dirty'], true).trim() || 'unknown commit';
 }
