@@ -190,6 +190,25 @@ class Postings {
   std::vector<uint32_t> cp_key_, cp_at_;
 };
 
+/**
+ * The key a dictionary was last asked for and its id: consecutive flows
+ * mostly repeat one (a link's MAC pair, the commonest class), and comparing
+ * W words costs less than hashing them and probing.
+ */
+template <size_t W>
+struct LastKey {
+  uint32_t key[W];
+  uint32_t id;
+  bool valid = false;
+
+  bool is(const uint32_t* k) const { return valid && std::memcmp(key, k, sizeof key) == 0; }
+  void set(const uint32_t* k, uint32_t i) {
+    std::memcpy(key, k, sizeof key);
+    id = i;
+    valid = true;
+  }
+};
+
 /** Where a flow checkpoint's flow starts in each column (recorder/index.fbs FlowCheckpoint). */
 struct CheckpointAt {
   uint32_t cls, addrs, ports, macs, times, counts, wire;
@@ -216,6 +235,9 @@ Encoded IndexBuilder::encode(const Span& in) const {
   Interner<3> macs;
   std::vector<uint32_t> class_uses(n_flows), v4_uses(2 * n_flows), v6_uses(2 * n_flows), mac_uses(n_flows);
   std::vector<uint32_t> flow_class(n_flows), addr_a(n_flows), addr_b(n_flows), flow_mac(n_flows);
+  LastKey<2> last_class;
+  // By orientation: the entry of a flow key's MAC words depends on which endpoint sent first.
+  LastKey<3> last_mac[2];
   constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
   for (size_t j = 0; j < n_flows; j++) {
     if (j + 2 * AHEAD < n_flows) __builtin_prefetch(a_.flows.key(global(j + 2 * AHEAD)));
@@ -229,7 +251,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
     uint32_t g = global(j);
     const uint32_t* k = a_.flows.key(g);
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
-    flow_class[j] = classes.intern(k + K_ETHER_VLAN);
+    if (!last_class.is(k + K_ETHER_VLAN)) last_class.set(k + K_ETHER_VLAN, classes.intern(k + K_ETHER_VLAN));
+    flow_class[j] = last_class.id;
     class_uses[flow_class[j]]++;
     // Endpoint A of the index is the source of the flow's first packet.
     const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
@@ -246,14 +269,18 @@ Encoded IndexBuilder::encode(const Span& in) const {
       v6_uses[addr_b[j]]++;
     }
     if (flags & META_MAC) {
-      uint32_t tails = k[K_MAC_TAILS];
-      uint32_t pair[3];
-      if (a_.swapped[g]) {
-        pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
-      } else {
-        pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
+      LastKey<3>& last = last_mac[a_.swapped[g]];
+      if (!last.is(k + K_MAC_A)) {  // K_MAC_A, K_MAC_TAILS, K_MAC_B
+        uint32_t tails = k[K_MAC_TAILS];
+        uint32_t pair[3];
+        if (a_.swapped[g]) {
+          pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
+        } else {
+          pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
+        }
+        last.set(k + K_MAC_A, macs.intern(pair));
       }
-      flow_mac[j] = macs.intern(pair);
+      flow_mac[j] = last.id;
       mac_uses[flow_mac[j]]++;
     }
   }
@@ -365,12 +392,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
                  v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
   std::vector<uint32_t> v4_values(ipv4.size());
   for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
-  uint32_t v_ipv4 = 0;
-  if (ipv4.size() > 0) {
-    fb.start_vector(4, v4_values.size(), 4);
-    for (size_t i = v4_values.size(); i-- > 0;) fb.add<uint32_t>(v4_values[i]);
-    v_ipv4 = fb.end_vector();
-  }
+  uint32_t v_ipv4 = ipv4.size() > 0 ? fb.scalars(v4_values.data(), v4_values.size()) : 0;
   uint32_t v_ipv6 = 0;
   if (ipv6.size() > 0) {
     std::vector<uint8_t> bytes(16 * ipv6.size());
@@ -393,12 +415,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   }
   uint32_t v_flow_class = optional_bytes(fb, s_class);
   uint32_t v_addrs = optional_bytes(fb, s_addrs);
-  uint32_t v_ports = 0;
-  if (!ports.empty()) {
-    fb.start_vector(2, ports.size(), 2);
-    for (size_t i = ports.size(); i-- > 0;) fb.add<uint16_t>(ports[i]);
-    v_ports = fb.end_vector();
-  }
+  uint32_t v_ports = ports.empty() ? 0 : fb.scalars(ports.data(), ports.size());
   uint32_t v_flow_macs = optional_bytes(fb, s_macs);
   uint32_t v_times = optional_bytes(fb, s_times);
   uint32_t v_counts = optional_bytes(fb, s_counts);
