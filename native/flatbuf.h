@@ -58,6 +58,18 @@ class FlatBuilder {
     return offset();
   }
 
+  /**
+   * A vector of scalars, data[0] first, laid out as adding them one by one
+   * from the last would (the vector's alignment leaves no padding between
+   * them), in one copy instead of a call per element.
+   */
+  template <typename T>
+  uint32_t scalars(const T* data, size_t n) {
+    start_vector(sizeof(T), n, sizeof(T));
+    if (n > 0) std::memcpy(front(n * sizeof(T)), data, n * sizeof(T));
+    return end_vector();
+  }
+
   /** A [ubyte] vector followed by a NUL, as the JS builder's createString(Uint8Array) writes it. */
   uint32_t bytes(const uint8_t* data, size_t n) {
     add<uint8_t>(0);

@@ -8,6 +8,8 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 namespace n2d {
@@ -15,21 +17,19 @@ namespace n2d {
 template <size_t W>
 class Interner {
  public:
-  explicit Interner(size_t expected = 16) {
+  explicit Interner(size_t expected = 16) : keys_(new uint32_t[expected * W]), key_capacity_(expected) {
     size_t n = 16;
     while (n < 2 * expected) n *= 2;
     slots_.assign(2 * n, 0);
-    keys_.reserve(expected * W);
   }
 
   size_t size() const { return size_; }
   /** The words of key `id`. */
-  const uint32_t* key(size_t id) const { return keys_.data() + id * W; }
+  const uint32_t* key(size_t id) const { return keys_.get() + id * W; }
 
   /** Forgets every key, keeping the memory. */
   void clear() {
     size_ = 0;
-    keys_.clear();
     std::fill(slots_.begin(), slots_.end(), 0);
   }
 
@@ -100,8 +100,11 @@ class Interner {
   }
 
   uint32_t insert(const uint32_t* k, uint32_t h, size_t slot) {
+    // Copied as W words into room kept ahead: a range insert into a vector
+    // was a library call, and a memmove, for every new key.
+    if (size_ == key_capacity_) grow_keys();
     uint32_t id = uint32_t(size_++);
-    keys_.insert(keys_.end(), k, k + W);
+    std::memcpy(&keys_[id * W], k, W * sizeof(uint32_t));
     if (size_ * 2 > slots_.size() / 2) {
       grow();
       size_t mask = slots_.size() / 2 - 1;
@@ -126,8 +129,17 @@ class Interner {
     }
   }
 
+  void grow_keys() {
+    key_capacity_ = std::max<size_t>(16, 2 * key_capacity_);
+    std::unique_ptr<uint32_t[]> grown(new uint32_t[key_capacity_ * W]);
+    std::memcpy(grown.get(), keys_.get(), size_ * W * sizeof(uint32_t));
+    keys_ = std::move(grown);
+  }
+
   size_t size_ = 0;
-  std::vector<uint32_t> keys_;
+  // Left uninitialized beyond size_ keys, so that unused room is never touched.
+  std::unique_ptr<uint32_t[]> keys_;
+  size_t key_capacity_;
   std::vector<uint32_t> slots_;  // 0 is empty
 };
 
