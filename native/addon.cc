@@ -261,7 +261,12 @@ Napi::Value WriteDirect(const Napi::CallbackInfo& info) {
       ssize_t w = pwrite(fd, buf.get() + done, len - done, at + off_t(done));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) return w < 0 ? -errno : -EIO;
-      done += size_t(w);
+      // A short write (the file system filling up) can end inside a block,
+      // and O_DIRECT takes only whole ones: the next write starts again at
+      // the block that was cut, and one that cannot complete a block is a full disk.
+      size_t next = size_t(n2d::align_down(done + size_t(w)));
+      if (next <= done) return -ENOSPC;
+      done = next;
     }
     at += off_t(len);
     return 0;

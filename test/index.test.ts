@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -603,4 +603,26 @@ test('npcapprintindex prints, checks and fails with distinct exit codes', () => 
   assert.equal(flag.stderr, "npcapprintindex: unknown option '--bogus'\n");
   assert.equal(run().status, 2);
   assert.equal(run('-c', '-j', '-i', `${pcap}.idx`).status, 2);
+});
+
+test('a published index that does not fit fails with ENOSPC and leaves the old one whole (root)', { skip: process.getuid?.() === 0 ? false : 'skipped: needs root' }, () => {
+  // A 1 MiB file system: the new index (4 MB) cannot be written beside the old one.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n2disk-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  try {
+    const small = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+    small.add(encodeMeta([{ tsNs: 1n, offset: 24, caplen: 60, flags: 0 }]), 1);
+    const idx = path.join(dir, 'f.pcap.idx');
+    writeIndexFile(idx, small.finish(100));
+    const before = fs.readFileSync(idx);
+    const big = synthetic().index;
+    assert.ok(big.length > 1 << 20, `${big.length} B should not fit in 1 MiB`);
+    assert.throws(() => writeIndexFile(idx, big), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC' && e.message.includes(`${idx}.tmp`));
+    assert.deepEqual(fs.readdirSync(dir), ['f.pcap.idx']);
+    assert.ok(fs.readFileSync(idx).equals(before));
+    assert.equal(readIndexFile(idx).packets, 1);
+  } finally {
+    execFileSync('umount', [dir]);
+    fs.rmdirSync(dir);
+  }
 });
