@@ -1,5 +1,6 @@
 // Index size and builder speed.
 //   node dist/bench/index-size.js                      synthetic: 3 M packets in 1 M flows
+//   node dist/bench/index-size.js --random                 100 B random flows: the builder's worst case
 //   node dist/bench/index-size.js --corpus DIR [--out DIR]
 //        every pcap/pcapng file in DIR, as the recorder would import it; with
 //        --out, the converted pcap files and their indexes are kept there
@@ -16,7 +17,7 @@ import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit, encodeMeta,
 } from '../recorder/packet-meta';
-import { generateTraffic } from './synthetic-flows';
+import { generateTraffic, prng } from './synthetic-flows';
 
 /** Synthetic packets per second. */
 const RATE = 300_000;
@@ -263,8 +264,59 @@ function writePcap(file: string, cap: Capture, records: PacketMetaInit[]): void 
   fs.writeFileSync(file, Buffer.concat(parts));
 }
 
+/**
+ * The capture bench's worst case without the capture: one 256 MB file of
+ * 100 B frames with random addresses and ports (2.3 M packets, nearly one
+ * flow each), a segment every 440 k packets as the recorder makes them
+ * about once a second at trafgen's maximum here. Batches are made first, so
+ * that only the builder is timed; three rounds, the builder's memory kept
+ * from one to the next as the recorder keeps it from file to file.
+ */
+function random(): void {
+  const P = 2_300_000, BATCH = 9000, SEGMENT = 440_000, FRAME = 100;
+  const rnd = prng(7);
+  const u32 = (): number => Math.floor(rnd() * 2 ** 32);
+  const bytes = (n: number): Uint8Array => Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+  const macA = Uint8Array.of(2, 0, 0, 0, 0, 1), macB = Uint8Array.of(2, 0, 0, 0, 0, 2);
+  const batches: { meta: ArrayBuffer; count: number; committed: number }[] = [];
+  let offset = 24;
+  for (let p = 0; p < P; p += BATCH) {
+    const records: PacketMetaInit[] = [];
+    for (let i = p; i < Math.min(P, p + BATCH); i++, offset += 16 + FRAME) {
+      records.push({
+        tsNs: 1_795_255_200_000_000_000n + BigInt(i) * 2272n, offset, caplen: FRAME, src: bytes(u32()), dst: bytes(u32()),
+        sport: u32() & 0xffff, dport: u32() & 0xffff, ethertype: 0x0800, srcMac: macA, dstMac: macB, ipproto: 17,
+        flags: META_IPV4 | META_PORTS | META_PLAIN | META_MAC,
+      });
+    }
+    batches.push({ meta: encodeMeta(records), count: records.length, committed: offset });
+  }
+  console.log(`random 100 B flows: ${P} packets in one file, a segment every ${SEGMENT} packets; ns a packet`);
+  for (let round = 1; round <= 3; round++) {
+    const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+    let add = 0n, segments = 0n, pending = 0, segmentBytes = 0;
+    for (const { meta, count, committed } of batches) {
+      let t = process.hrtime.bigint();
+      b.add(meta, count);
+      add += process.hrtime.bigint() - t;
+      if ((pending += count) < SEGMENT) continue;
+      pending = 0;
+      t = process.hrtime.bigint();
+      segmentBytes += b.segment(committed).length;
+      segments += process.hrtime.bigint() - t;
+    }
+    const t = process.hrtime.bigint();
+    const index = b.finish(offset);
+    const finish = process.hrtime.bigint() - t;
+    const ns = (v: bigint): string => (Number(v) / P).toFixed(0).padStart(4);
+    console.log(`  round ${round}: add ${ns(add)}, segments ${ns(segments)}, finish ${ns(finish)}, ` +
+      `total ${ns(add + segments + finish)} (segments ${(segmentBytes / P).toFixed(1)} B a packet, index ${(index.length / P).toFixed(1)} B)`);
+  }
+}
+
 const args = process.argv.slice(2);
 const at = (flag: string): string | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
 const dir = at('--corpus');
 if (dir) corpus(dir, at('--out'));
+else if (args.includes('--random')) random();
 else synthetic();
