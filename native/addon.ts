@@ -143,7 +143,10 @@ interface NativeIndexBuilder {
 }
 
 interface Addon {
-  IndexBuilder: new (version: number, linktype: number, nano: boolean, snaplen: number) => NativeIndexBuilder;
+  IndexBuilder: {
+    new (version: number, linktype: number, nano: boolean, snaplen: number): NativeIndexBuilder;
+    release(bytes: Uint8Array): void;
+  };
   Recorder: new (opts: RecorderOptions, onEvent: (ev: RecorderEvent) => void) => NativeRecorder;
   Filter: new (expression: string, linktype: number, snaplen: number) => NativeFilter;
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
@@ -313,6 +316,9 @@ export class IndexBuilder {
 
   /** The index of the whole file, one segment covering [0, fileBytes). Ends the builder. */
   finish(fileBytes: number): Uint8Array { return this.native.finish(fileBytes); }
+
+  /** Frees the bytes of a segment() or finish() result now instead of at a garbage collection; `bytes` is empty afterwards. */
+  static release(bytes: Uint8Array): void { addon.IndexBuilder.release(bytes); }
 
   /** Distinct flows of the file so far. */
   get flowCount(): number { return this.native.flowCount(); }

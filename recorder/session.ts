@@ -5,7 +5,7 @@ import {
   BatchEvent, FileDoneEvent, FileOpenEvent, IndexBuilder, NoSpaceEvent, Recorder, RecorderEvent, RecorderOptions,
 } from '../native/addon';
 import { DiskBudget, diskBytes } from './disk-budget';
-import { DumpSet, INDEX_SUFFIX, slotsFor } from './dumpset';
+import { DumpSet, INDEX_SUFFIX, Published, slotsFor } from './dumpset';
 import { createSegmentedIndex, SegmentedIndex, writeIndexFile } from './index-file';
 
 /** A file being written is searchable up to its last segment, at most this old. */
@@ -201,6 +201,14 @@ export class Session {
     const segment = f.builder.segment(f.committed);
     f.pendingSegment = false;
     f.lastSegmentAt = Date.now();
+    try {
+      this.appendSegment(f, segment);
+    } finally {
+      IndexBuilder.release(segment);
+    }
+  }
+
+  private appendSegment(f: OpenFile, segment: Uint8Array): void {
     const budget = this.limit?.budget;
     const grow = budget ? budget.blocks(f.indexBytes + segment.length + 8) - budget.blocks(f.indexBytes) : 0;
     // A segment that does not fit is skipped: readers see the file a second
@@ -239,12 +247,17 @@ export class Session {
       taken = budget.blocks(finalIndex.length + 8) + dirs * budget.blockSize;
       if (!budget.take(taken)) taken = -1;
     }
-    const published = this.dumpSet.publish({
-      partPath: f.path,
-      writeIndex: (p) => this.writeFinalIndex(p, finalIndex, taken >= 0),
-      minNs: span.minNs,
-      maxNs: span.maxNs,
-    });
+    let published: Published;
+    try {
+      published = this.dumpSet.publish({
+        partPath: f.path,
+        writeIndex: (p) => this.writeFinalIndex(p, finalIndex, taken >= 0),
+        minNs: span.minNs,
+        maxNs: span.maxNs,
+      });
+    } finally {
+      IndexBuilder.release(finalIndex);
+    }
     if (budget) {
       const idx = diskBytes(published.path + INDEX_SUFFIX);
       const made = published.made.reduce((sum, p) => sum + diskBytes(p), 0);

@@ -626,3 +626,19 @@ test('a published index that does not fit fails with ENOSPC and leaves the old o
     fs.rmdirSync(dir);
   }
 });
+
+test('IndexBuilder.release frees a segment at once: the array is empty after, and a second release is harmless', () => {
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  b.add(encodeMeta([{ tsNs: 1n, offset: 24, caplen: 60, flags: 0 }]), 1);
+  const segment = b.segment(100);
+  const copy = Buffer.from(segment);
+  assert.ok(segment.length > 0);
+  IndexBuilder.release(segment);
+  assert.equal(segment.length, 0);
+  IndexBuilder.release(segment);
+  // The builder goes on; what was released was only the caller's bytes.
+  b.add(encodeMeta([{ tsNs: 2n, offset: 100, caplen: 60, flags: 0 }]), 1);
+  const index = b.finish(176);
+  assert.equal(Segment.getRootAsSegment(new ByteBuffer(index)).packets(), 2n);
+  assert.equal(Segment.getRootAsSegment(new ByteBuffer(copy)).packets(), 1n);
+});
