@@ -9,15 +9,17 @@
 // measure sizes: Ethernet (with VLAN tags), Linux cooked v1/v2, raw IP, BSD
 // loopback; IPv4/IPv6 with extension headers and fragments; TCP/UDP/SCTP ports.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { IndexBuilder } from '../native/addon';
+import { IndexBuilder, recordsMeta } from '../native/addon';
 import { containerBytes, frameHeaderBytes } from '../recorder/index-container';
 import { writeIndexFile } from '../recorder/index-file';
 import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit, encodeMeta,
 } from '../recorder/packet-meta';
-import { generateTraffic, prng } from './synthetic-flows';
+import { generateRandomPcap } from './lib/random-pcap';
+import { generateTraffic } from './synthetic-flows';
 
 /** Synthetic packets per second. */
 const RATE = 300_000;
@@ -266,32 +268,27 @@ function writePcap(file: string, cap: Capture, records: PacketMetaInit[]): void 
 
 /**
  * The capture bench's worst case without the capture: one 256 MB file of
- * 100 B frames with random addresses and ports (2.3 M packets, nearly one
- * flow each), a segment every 440 k packets as the recorder makes them
- * about once a second at trafgen's maximum here. Batches are made first, so
- * that only the builder is timed; three rounds, the builder's memory kept
- * from one to the next as the recorder keeps it from file to file.
+ * its 100 B random flows (bench/lib/random-pcap, nearly one flow a packet),
+ * parsed by the recorder's own parser into 1 MiB batches as chunks are, and
+ * a segment every 440 k packets as the recorder makes them about once a
+ * second at trafgen's maximum here. Only the builder is timed; three rounds,
+ * the builder's memory kept from one to the next as from file to file.
  */
 function random(): void {
-  const P = 2_300_000, BATCH = 9000, SEGMENT = 440_000, FRAME = 100;
-  const rnd = prng(7);
-  const u32 = (): number => Math.floor(rnd() * 2 ** 32);
-  const bytes = (n: number): Uint8Array => Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
-  const macA = Uint8Array.of(2, 0, 0, 0, 0, 1), macB = Uint8Array.of(2, 0, 0, 0, 0, 2);
+  const SEGMENT = 440_000, CHUNK = 1 << 20;
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'n2d-index-size-')), 'random.pcap');
+  generateRandomPcap(file, { bytes: 256 << 20, frameSize: 100, startSec: 1_795_255_200, seed: 7 });
+  const pcap = fs.readFileSync(file);
+  fs.rmSync(path.dirname(file), { recursive: true });
   const batches: { meta: ArrayBuffer; count: number; committed: number }[] = [];
-  let offset = 24;
-  for (let p = 0; p < P; p += BATCH) {
-    const records: PacketMetaInit[] = [];
-    for (let i = p; i < Math.min(P, p + BATCH); i++, offset += 16 + FRAME) {
-      records.push({
-        tsNs: 1_795_255_200_000_000_000n + BigInt(i) * 2272n, offset, caplen: FRAME, src: bytes(u32()), dst: bytes(u32()),
-        sport: u32() & 0xffff, dport: u32() & 0xffff, ethertype: 0x0800, srcMac: macA, dstMac: macB, ipproto: 17,
-        flags: META_IPV4 | META_PORTS | META_PLAIN | META_MAC,
-      });
-    }
-    batches.push({ meta: encodeMeta(records), count: records.length, committed: offset });
+  let packets = 0;
+  for (let at = 24; at < pcap.length;) {
+    const r = recordsMeta(pcap.subarray(at, at + CHUNK), at, 1, false, MAX_CAPLEN);
+    at += r.next;
+    packets += r.count;
+    batches.push({ meta: r.meta, count: r.count, committed: at });
   }
-  console.log(`random 100 B flows: ${P} packets in one file, a segment every ${SEGMENT} packets; ns a packet`);
+  console.log(`random 100 B flows: ${packets} packets in one file, a segment every ${SEGMENT} packets; ns a packet`);
   for (let round = 1; round <= 3; round++) {
     const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
     let add = 0n, segments = 0n, pending = 0, segmentBytes = 0;
@@ -306,11 +303,11 @@ function random(): void {
       segments += process.hrtime.bigint() - t;
     }
     const t = process.hrtime.bigint();
-    const index = b.finish(offset);
+    const index = b.finish(pcap.length);
     const finish = process.hrtime.bigint() - t;
-    const ns = (v: bigint): string => (Number(v) / P).toFixed(0).padStart(4);
+    const ns = (v: bigint): string => (Number(v) / packets).toFixed(0).padStart(4);
     console.log(`  round ${round}: add ${ns(add)}, segments ${ns(segments)}, finish ${ns(finish)}, ` +
-      `total ${ns(add + segments + finish)} (segments ${(segmentBytes / P).toFixed(1)} B a packet, index ${(index.length / P).toFixed(1)} B)`);
+      `total ${ns(add + segments + finish)} (segments ${(segmentBytes / packets).toFixed(1)} B a packet, index ${(index.length / packets).toFixed(1)} B)`);
   }
 }
 

@@ -253,23 +253,12 @@ Napi::Value WriteDirect(const Napi::CallbackInfo& info) {
   void* p = nullptr;
   if (posix_memalign(&p, n2d::kAlign, PIECE) != 0) return Napi::Number::New(env, -ENOMEM);
   std::unique_ptr<uint8_t, decltype(&free)> buf(static_cast<uint8_t*>(p), &free);
-  off_t at = 0;
+  uint64_t at = 0, total = 0;
   size_t fill = 0;
-  uint64_t total = 0;
   auto flush = [&](size_t len) -> int {
-    for (size_t done = 0; done < len;) {
-      ssize_t w = pwrite(fd, buf.get() + done, len - done, at + off_t(done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return w < 0 ? -errno : -EIO;
-      // A short write (the file system filling up) can end inside a block,
-      // and O_DIRECT takes only whole ones: the next write starts again at
-      // the block that was cut, and one that cannot complete a block is a full disk.
-      size_t next = size_t(n2d::align_down(done + size_t(w)));
-      if (next <= done) return -ENOSPC;
-      done = next;
-    }
-    at += off_t(len);
-    return 0;
+    int r = n2d::write_blocks(fd, buf.get(), len, at, [](int) { return false; });
+    at += len;
+    return r;
   };
   for (uint32_t i = 0; i < parts.Length(); i++) {
     Napi::Uint8Array part = parts.Get(i).As<Napi::Uint8Array>();

@@ -3,6 +3,9 @@
 // from the capture thread to the writer through a queue and come back
 // through a pool, so neither thread allocates in the steady state.
 #pragma once
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +21,30 @@ namespace n2d {
 constexpr size_t kAlign = 4096;
 inline uint64_t align_down(uint64_t v) { return v & ~uint64_t(kAlign - 1); }
 inline uint64_t align_up(uint64_t v) { return align_down(v + kAlign - 1); }
+
+/**
+ * Writes `len` bytes (whole blocks, from an aligned buffer) at `at` of a
+ * file opened with O_DIRECT. A short write, the file system filling up, can
+ * end inside a block, where O_DIRECT cannot resume: the cut block is written
+ * again, and a write that cannot complete one counts as ENOSPC. After a
+ * failure, `retry(errno)` says whether to try again (having waited for room,
+ * say). Returns 0, or -errno.
+ */
+template <typename Retry>
+int write_blocks(int fd, const uint8_t* buf, size_t len, uint64_t at, Retry retry) {
+  for (size_t done = 0; done < len;) {
+    ssize_t w = pwrite(fd, buf + done, len - done, off_t(at + done));
+    if (w < 0 && errno == EINTR) continue;
+    const size_t next = w > 0 ? size_t(align_down(done + size_t(w))) : done;
+    if (next > done) {
+      done = next;
+      continue;
+    }
+    const int err = w < 0 ? errno : w == 0 ? EIO : ENOSPC;
+    if (!retry(err)) return -err;
+  }
+  return 0;
+}
 
 struct Chunk {
   enum class Kind { Data, Error, End };

@@ -76,6 +76,7 @@ class Interner {
 
   /** Prefetches the key that probably is the one hashed to `h`; returns its id, or -1 when there is none. */
   int64_t prefetch_key(uint32_t h) const {
+    static_assert(W > 1, "a one-word key is in its slot, which holds no hash");
     size_t mask = slots_.size() / 2 - 1;
     for (size_t s = h & mask;; s = (s + 1) & mask) {
       uint32_t v = slots_[2 * s];

@@ -91,17 +91,11 @@ void Writer::open_file(Chunk& c) {
 void Writer::write_chunk(Chunk& c) {
   size_t n = size_t(align_up(c.len));
   memset(c.buf + c.len, 0, n - c.len);
-  size_t done = 0;
   bool no_space = false;
-  while (done < n) {
-    ssize_t w = pwrite(fd_, c.buf + done, n - done, off_t(c.offset + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && wait_for_space(errno, no_space)) continue;
-    if (w <= 0) {
-      fail("cannot write " + path_ + ": " + (w < 0 ? strerror(errno) : "short write"));
-      return;
-    }
-    done += size_t(w);
+  int r = write_blocks(fd_, c.buf, n, c.offset, [&](int err) { return wait_for_space(err, no_space); });
+  if (r < 0) {
+    fail("cannot write " + path_ + ": " + strerror(-r));
+    return;
   }
   if (no_space) {
     Event* ev = new Event(Event::Type::NoSpace);
