@@ -138,6 +138,7 @@ interface NativeIndexBuilder {
   add(meta: ArrayBuffer, count: number): void;
   segment(committed: number): Uint8Array;
   finish(fileBytes: number): Uint8Array;
+  finishFromSegments(fileBytes: number): Uint8Array | undefined;
   flowCount(): number;
   timeBounds(): [bigint, bigint] | null;
 }
@@ -152,7 +153,7 @@ interface Addon {
   recordsMeta(buf: Uint8Array, fileOffset: number, linktype: number, nano: boolean, maxCaplen: number): NativeRecordsMeta;
   libpcapVersion(): string;
   prefetch(fd: number, position: number, length: number): void;
-  writeDirect(fd: number, parts: Uint8Array[]): number;
+  writeDirect(fd: number, position: number, parts: Uint8Array[]): number;
   peerCredentials(fd: number): PeerCredentials | null;
   userName(uid: number): string | null;
   userGroups(name: string): string[] | null;
@@ -194,11 +195,15 @@ export const libpcapVersion = (): string => addon.libpcapVersion();
 /** Asks the kernel to start reading bytes [position, position + length) of `fd` into the page cache (advice only). */
 export const prefetch = (fd: number, position: number, length: number): void => addon.prefetch(fd, position, length);
 
+/** Bytes a position given to writeDirect() is a multiple of. */
+export const DIRECT_ALIGN = 4096;
+
 /**
- * Writes `parts` back to back into `fd`, an empty file opened with O_DIRECT,
- * bypassing the page cache; returns 0, or a negative errno.
+ * Writes `parts` back to back into `fd`, a file opened with O_DIRECT, from
+ * `position` (a multiple of DIRECT_ALIGN), bypassing the page cache, and
+ * cuts the file where they end; returns 0, or a negative errno.
  */
-export const writeDirect = (fd: number, parts: Uint8Array[]): number => addon.writeDirect(fd, parts);
+export const writeDirect = (fd: number, position: number, parts: Uint8Array[]): number => addon.writeDirect(fd, position, parts);
 
 /** Where and why a walk of pcap records stopped. */
 export type RecordsStop = 'more' | 'zeros' | 'invalid';
@@ -317,7 +322,19 @@ export class IndexBuilder {
   /** The index of the whole file, one segment covering [0, fileBytes). Ends the builder. */
   finish(fileBytes: number): Uint8Array { return this.native.finish(fileBytes); }
 
-  /** Frees the bytes of a segment() or finish() result now instead of at a garbage collection; `bytes` is empty afterwards. */
+  /**
+   * The last segment, covering [committed, fileBytes), when the file's
+   * segments followed by it make a good index of the file: at most 16,
+   * holding no more than 5/4 of the file's flows (a flow is in every segment
+   * it has packets in), and at most 16384 of them in segments without key
+   * tables (those of under 4096 flows, which readers decode whole). It then ends the builder as finish() does; appended
+   * to every segment() result, it completes the file's index without
+   * encoding its flows again, the largest cost where nearly every packet is
+   * a flow of its own. Undefined otherwise, changing nothing: call finish().
+   */
+  finishFromSegments(fileBytes: number): Uint8Array | undefined { return this.native.finishFromSegments(fileBytes); }
+
+  /** Frees the bytes of a segment() or finish...() result now instead of at a garbage collection; `bytes` is empty afterwards. */
   static release(bytes: Uint8Array): void { addon.IndexBuilder.release(bytes); }
 
   /** Distinct flows of the file so far. */

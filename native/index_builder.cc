@@ -25,6 +25,26 @@ std::unique_ptr<FileArrays> parked;
 constexpr uint32_t BLOCK_PACKETS = 1024;
 constexpr uint64_t BLOCK_BYTES = 1 << 20;
 
+/**
+ * A segment of the file being written gets key tables and flow checkpoints
+ * from this many flows on. Below, readers decode it whole, which costs less
+ * than the tables would: they took about as long to write as the rest of
+ * the segment.
+ */
+constexpr size_t SEGMENT_KEYS_MIN = 4096;
+
+/**
+ * When a file's segments are its index (finish_from_segments): few enough
+ * that a lookup in each costs little more than one in a single segment, and
+ * repeating few flows, so that the index is hardly larger. Both hold where
+ * nearly every packet is a flow of its own, the case where encoding the
+ * whole file again costs most.
+ */
+constexpr size_t KEPT_SEGMENTS_MAX = 16;
+constexpr size_t KEPT_REPEAT_NUM = 5, KEPT_REPEAT_DEN = 4;
+/** And the segments without key tables, which a lookup decodes whole, hold few flows. */
+constexpr size_t KEPT_UNKEYED_FLOWS_MAX = 4 * SEGMENT_KEYS_MIN;
+
 /** Flags that split flows (all of them today; named so that a new one is a decision). */
 constexpr uint32_t KEY_FLAGS = META_IPV4 | META_IPV6 | META_PORTS | META_FRAGMENT | META_VLAN | META_PLAIN | META_MAC;
 
@@ -247,24 +267,55 @@ std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   if (finished_) return "IndexBuilder.segment() after finish()";
   std::string err = check_end(committed);
   if (!err.empty()) return err;
+  bool keys = a_.local.size() >= SEGMENT_KEYS_MIN;
+  if (!keys) unkeyed_flows_ += a_.local.size();
+  encode_segment(committed, keys, out);
+  return {};
+}
+
+void IndexBuilder::encode_segment(uint64_t end, bool keys, Encoded& out) {
   close_block();
-  out = encode(Span{seg_start_, committed, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
-                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size(), false});
+  out = encode(Span{seg_start_, end, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
+                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size(), keys});
+  segments_++;
+  segment_flows_ += a_.local.size();
   merge_local();
-  seg_start_ = committed;
+  seg_start_ = end;
   seg_packet_ = a_.pkt_flow.size();
   seg_block_ = blocks_.size();
-  return {};
 }
 
 std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
   if (finished_) return "IndexBuilder.finish() called twice";
   std::string err = check_end(file_bytes);
   if (!err.empty()) return err;
-  finished_ = true;
   close_block();
   merge_local();
   out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size(), true});
+  end();
+  return {};
+}
+
+std::string IndexBuilder::finish_from_segments(uint64_t file_bytes, Encoded& out, bool& done) {
+  done = false;
+  if (finished_) return "IndexBuilder.finishFromSegments() after finish()";
+  std::string err = check_end(file_bytes);
+  if (!err.empty()) return err;
+  size_t entries = segment_flows_ + a_.local.size();
+  if (segments_ + 1 > KEPT_SEGMENTS_MAX || entries * KEPT_REPEAT_DEN > a_.flows.size() * KEPT_REPEAT_NUM ||
+      unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
+    return {};
+  }
+  // The last segment always has key tables: a small one costs little, and
+  // published indexes had them before.
+  encode_segment(file_bytes, true, out);
+  end();
+  done = true;
+  return {};
+}
+
+void IndexBuilder::end() {
+  finished_ = true;
   // Only the time bounds and the flow count are asked for after this.
   final_flows_ = a_.flows.size();
   a_.clear();
@@ -274,7 +325,6 @@ std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
     std::swap(*parked, a_);
   }
   a_ = FileArrays();
-  return {};
 }
 
 bool IndexBuilder::time_bounds(uint64_t& min, uint64_t& max) const {

@@ -91,6 +91,15 @@ class IndexBuilder {
   std::string segment(uint64_t committed, Encoded& out);
   /** The index of the whole file, one segment covering [0, file_bytes). Ends the builder; its arrays are parked. */
   std::string finish(uint64_t file_bytes, Encoded& out);
+  /**
+   * When the segments made so far, with a last one covering the rest of the
+   * file, make a good index of it (few, and repeating few flows), encodes
+   * that last segment, ends the builder as finish() does and sets `done`.
+   * Otherwise leaves everything as it was: finish() is then the way.
+   * Appended to the segments, the last one completes the file's index
+   * without encoding its flows a second time.
+   */
+  std::string finish_from_segments(uint64_t file_bytes, Encoded& out, bool& done);
 
   size_t flow_count() const { return finished_ ? final_flows_ : a_.flows.size(); }
   /** Earliest and latest packet time so far in ticks; false before any packet. */
@@ -111,10 +120,9 @@ class IndexBuilder {
     size_t first_block, end_block;
     /**
      * Key tables and flow checkpoints, which let a reader decode only the
-     * flows a query names. A segment of the file being written goes without:
-     * readers then decode its flows whole (it is a second of traffic), and
-     * the file's own index, written at its end, has them. Writing them for
-     * every segment cost about as much as the rest of the segment.
+     * flows a query names. A small segment of the file being written goes
+     * without (SEGMENT_KEYS_MIN in index_builder.cc): readers decode its
+     * flows whole.
      */
     bool keys;
   };
@@ -125,6 +133,8 @@ class IndexBuilder {
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
   void merge_local();
+  void encode_segment(uint64_t end, bool keys, Encoded& out);
+  void end();
   Encoded encode(const Span& span) const;
   VarintSink encode_offsets(const Span& span, std::vector<uint32_t>& at, std::vector<uint64_t>& prev_first) const;
 
@@ -153,6 +163,10 @@ class IndexBuilder {
   size_t seg_block_ = 0;
   uint32_t seg_off_hi_ = 0;
   uint32_t file_off_hi_ = 0;
+  // Segments made so far, and the flows they hold (a flow once per segment it is in).
+  size_t segments_ = 0;
+  size_t segment_flows_ = 0;
+  size_t unkeyed_flows_ = 0;  // in segments without key tables
   bool finished_ = false;
   size_t final_flows_ = 0;
 };

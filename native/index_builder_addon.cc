@@ -16,6 +16,7 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
     return DefineClass(env, "IndexBuilder",
                        {InstanceMethod("add", &IndexBuilderWrap::Add), InstanceMethod("segment", &IndexBuilderWrap::Segment),
                         InstanceMethod("finish", &IndexBuilderWrap::Finish),
+                        InstanceMethod("finishFromSegments", &IndexBuilderWrap::FinishFromSegments),
                         InstanceMethod("flowCount", &IndexBuilderWrap::FlowCount),
                         InstanceMethod("timeBounds", &IndexBuilderWrap::TimeBounds),
                         StaticMethod("release", &IndexBuilderWrap::Release)});
@@ -54,6 +55,15 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
     Encoded out;
     std::string err = builder_->finish(uint64_t(info[0].As<Napi::Number>().DoubleValue()), out);
     return err.empty() ? bytes(info.Env(), std::move(out)) : fail(info.Env(), err);
+  }
+
+  // (fileBytes) -> Uint8Array, or undefined when finish() is the way
+  Napi::Value FinishFromSegments(const Napi::CallbackInfo& info) {
+    Encoded out;
+    bool done;
+    std::string err = builder_->finish_from_segments(uint64_t(info[0].As<Napi::Number>().DoubleValue()), out, done);
+    if (!err.empty()) return fail(info.Env(), err);
+    return done ? bytes(info.Env(), std::move(out)) : info.Env().Undefined();
   }
 
   Napi::Value FlowCount(const Napi::CallbackInfo& info) {

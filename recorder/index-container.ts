@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import util from 'node:util';
 import zlib from 'node:zlib';
-import { writeDirect } from '../native/addon';
+import { DIRECT_ALIGN, writeDirect } from '../native/addon';
 
 const CONTAINER_VERSION = 2;
 const MAGIC = Buffer.from('N2IX', 'latin1');
@@ -49,8 +49,8 @@ export const containerBytes = (length: number): number => HEADER_BYTES + frameHe
 
 // ---------------------------------------------------------------- writing
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done);
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
 function header(): Buffer {
@@ -80,49 +80,109 @@ function frameHeader(segment: Uint8Array): Buffer {
 }
 
 /**
- * Writes `parts` back to back in one writev when the kernel takes them all,
- * as it does for regular files, so that a segment is appended by a single
- * write and never copied into one buffer first (a file's index at 100 B
- * random flows is tens of MB).
+ * Writes `parts` back to back from `position`, in one writev when the
+ * kernel takes them all, as it does for regular files, so that a segment is
+ * appended by a single write and never copied into one buffer first (a
+ * file's index at 100 B random flows is tens of MB). Positioned, so that
+ * after a failed append the next one starts where the file was cut back to.
  */
-function writeParts(fd: number, parts: Uint8Array[]): void {
-  let done = fs.writevSync(fd, parts);
+function writeParts(fd: number, parts: Uint8Array[], position: number): void {
+  let done = fs.writevSync(fd, parts, position);
   for (const p of parts) {
-    if (done >= p.length) done -= p.length;
-    else {
-      writeAll(fd, p.subarray(done));
+    if (done >= p.length) {
+      done -= p.length;
+    } else {
+      writeAll(fd, p.subarray(done), position + done);
       done = 0;
     }
+    position += p.length;
   }
 }
 
 export interface SegmentedIndex {
-  /** Appends one segment (IndexBuilder.segment()) in a single write. */
+  /** Appends one segment (IndexBuilder.segment()) in a single write; one that fails leaves the file as it was. */
   append(segment: Uint8Array): void;
+  /**
+   * Appends the last segment (IndexBuilder.finishFromSegments()), makes the
+   * file durable, closes it and renames it to `path`: its segments are the
+   * published index. One that fails can be tried again (the segment is
+   * appended once).
+   */
+  publish(last: Uint8Array, path: string): void;
   close(): void;
 }
 
-/** Creates (or truncates) the index of a file being written. No fsync: a torn tail is expected. */
+/** The last `n` bytes of `parts` laid end to end, copied. */
+function lastBytes(parts: Uint8Array[], n: number): Buffer {
+  const out = Buffer.alloc(n);
+  for (let k = parts.length - 1, end = n; end > 0; k--) {
+    const p = parts[k]!;
+    const take = Math.min(end, p.length);
+    out.set(p.subarray(p.length - take), end - take);
+    end -= take;
+  }
+  return out;
+}
+
+/**
+ * Creates (or truncates) the index of a file being written. No fsync until
+ * it is published: a torn tail is expected. Segments go past the page cache
+ * where the file system allows it, as published indexes do: the part of the
+ * last block already written is kept and written again with the next
+ * segment.
+ */
 export function createSegmentedIndex(path: string): SegmentedIndex {
-  const fd = fs.openSync(path, 'w', FILE_MODE);
+  const { fd, direct } = openDirect(path);
+  let size = 0;
+  let tail: Buffer = Buffer.alloc(0);
+  let open = true;
+  let lastAppended = false;
+  const close = (): void => {
+    if (!open) return;
+    open = false;
+    fs.closeSync(fd);
+  };
+  const write = (parts: Uint8Array[]): void => {
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    try {
+      if (direct) {
+        const r = writeDirect(fd, size - tail.length, [tail, ...parts]);
+        if (r < 0) throw systemError(r, 'write', path);
+      } else {
+        writeParts(fd, parts, size);
+      }
+    } catch (e) {
+      // A frame cut short and then followed by the next one would read as
+      // damage in the middle of the file, not as a torn tail.
+      fs.ftruncateSync(fd, size);
+      throw e;
+    }
+    size += length;
+    if (direct) tail = lastBytes([tail, ...parts], size % DIRECT_ALIGN);
+  };
   try {
     fs.fchmodSync(fd, FILE_MODE);
-    writeAll(fd, header());
+    write([header()]);
   } catch (e) {
-    fs.closeSync(fd);
+    close();
     throw e;
   }
-  let open = true;
+  const append = (segment: Uint8Array): void => {
+    if (!open) throw new Error(`${path}: append after close`);
+    write([frameHeader(segment), segment]);
+  };
   return {
-    append(segment: Uint8Array): void {
-      if (!open) throw new Error(`${path}: append after close`);
-      writeParts(fd, [frameHeader(segment), segment]);
+    append,
+    publish(last: Uint8Array, to: string): void {
+      if (!lastAppended) {
+        append(last);
+        lastAppended = true;
+      }
+      fs.fsyncSync(fd);
+      close();
+      fs.renameSync(path, to);
     },
-    close(): void {
-      if (!open) return;
-      open = false;
-      fs.closeSync(fd);
-    },
+    close,
   };
 }
 
@@ -144,22 +204,22 @@ function systemError(errno: number, syscall: string, path: string): NodeJS.Errno
 }
 
 /**
- * Writes a one-segment index so that readers see either the old file or the
- * whole new one. It goes past the page cache: the recorder writes one for
- * every file it publishes (tens of MB each at 100 B random flows), and the
- * kernel's copy into the cache took a seventh of its CPU.
+ * Writes an index of `segments` so that readers see either the old file or
+ * the whole new one. It goes past the page cache: the recorder writes one
+ * for many files it publishes (tens of MB each at 100 B random flows), and
+ * the kernel's copy into the cache took a seventh of its CPU.
  */
-export function writeIndexFile(path: string, segment: Uint8Array): void {
+export function writeIndexFile(path: string, ...segments: Uint8Array[]): void {
   const tmp = `${path}.tmp`;
   const { fd, direct } = openDirect(tmp);
   try {
     fs.fchmodSync(fd, FILE_MODE);
-    const parts = [header(), frameHeader(segment), segment];
+    const parts = [header(), ...segments.flatMap((s) => [frameHeader(s), s])];
     if (direct) {
-      const r = writeDirect(fd, parts);
+      const r = writeDirect(fd, 0, parts);
       if (r < 0) throw systemError(r, 'write', tmp);
     } else {
-      writeParts(fd, parts);
+      writeParts(fd, parts, 0);
     }
     fs.fsyncSync(fd);
   } catch (e) {
@@ -324,8 +384,10 @@ export function segmentsInMemory(buf: Uint8Array, path: string, partial: boolean
       : typeof head === 'string' ? head
       : head.end > buf.length ? `length ${head.length} runs past the end of the file (byte ${at})` : undefined;
     if (defect !== undefined || typeof head !== 'object') {
-      // A torn write ends the file; a damaged frame header followed by more data is corruption.
-      if (partial && typeof head !== 'string') break;
+      // A torn write ends the file, and so do zeros after the last segment
+      // (an append past the page cache writes whole blocks, then cuts the
+      // file to length); a damaged frame header followed by data is corruption.
+      if (partial && (typeof head !== 'string' || buf.subarray(at).every((b) => b === 0))) break;
       throw new IndexError(path, `segment ${k}: ${defect}`);
     }
     // Views of aligned segments: copying every index read costs as much as reading it.

@@ -2,9 +2,12 @@
 // tools/ see indexes only through readIndexFile() and checkIndex().
 //
 // An index is a container (recorder/index-container.ts) of flatbuffer
-// segments (recorder/index.fbs). A published file's index holds one segment
-// (the whole file); the index of a file being written (NAME.pcap.part.idx)
-// grows by one segment per commit, so a crash can tear only its last segment.
+// segments (recorder/index.fbs). The index of a file being written
+// (NAME.pcap.part.idx) grows by one segment per commit, so a crash can tear
+// only its last segment. A published file's index holds either one segment
+// (the whole file), or, where nearly every packet is a flow of its own and
+// encoding the flows again would cost most, the segments written while the
+// file was, up to 16 of them (IndexBuilder.finishFromSegments).
 // A published index is read lazily: only the blocks a query touches are
 // fetched and checked.
 import fs from 'node:fs';
@@ -38,24 +41,24 @@ export interface ChunkTable {
 }
 
 /**
- * Rewrites a published (one-segment) index with `chunks` as its chunk
- * table, atomically; everything else it says is unchanged, so it describes
- * the plain file as well as the compressed one.
+ * Rewrites a published index with `chunks` as the chunk table of its last
+ * segment, atomically; everything else it says is unchanged, so it
+ * describes the plain file as well as the compressed one.
  */
 export function writeIndexWithChunks(path: string, chunks: ChunkTable): void {
   const segments = segmentsInMemory(fs.readFileSync(path), path, false);
-  if (segments.length !== 1) throw new IndexError(path, `${segments.length} segments; only a published index takes a chunk table`);
   const fail = (defect: string): never => {
     throw new IndexError(path, `chunk table: ${defect}`);
   };
-  // segmentsInMemory() has checked every block: the whole segment is copied into the new one.
-  const seg = decodeSegment(segments[0]!, path, 0, 0);
+  // segmentsInMemory() has checked every block: the last segment is copied whole into the new one.
+  const last = segments[segments.length - 1]!;
+  const seg = decodeSegment(last, path, 0, 0);
   if (chunks.plain[0] !== 0 || chunks.plain[chunks.plain.length - 1] !== seg.end) fail(`does not cover the indexed ${seg.end} bytes`);
   const t = seg.seg.unpack();
   t.chunks = new ChunkTableT(encodeChunks(chunks, fail));
-  const b = new Builder(segments[0]!.length + 64);
+  const b = new Builder(last.length + 64);
   b.finish(t.pack(b));
-  writeIndexFile(path, b.asUint8Array());
+  writeIndexFile(path, ...segments.slice(0, -1).map((s) => s.bytes), b.asUint8Array());
 }
 
 function encodeChunks(chunks: ChunkTable, fail: Fail): number[] {
@@ -1181,9 +1184,9 @@ class DecodedIndex implements IndexView {
     this.segmentFlows = parts;
   }
 
-  /** Only a published file is compressed, and its index is one segment. */
+  /** Only a published file is compressed, and the chunk table is in its index's last segment. */
   get chunks(): ChunkTable | undefined {
-    return this.parts.length === 1 ? this.parts[0]!.chunks : undefined;
+    return this.parts[this.parts.length - 1]?.chunks;
   }
 
   release(): void {

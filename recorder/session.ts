@@ -21,6 +21,8 @@ interface OpenFile {
   lastSegmentAt: number;
   /** Bytes of NAME.pcap.part.idx written so far (segments that could not be written are skipped). */
   indexBytes: number;
+  /** A segment was skipped: NAME.pcap.part.idx lacks part of the file, and cannot become its index. */
+  gap: boolean;
 }
 
 /** The disk limit, as the session applies it. */
@@ -151,6 +153,7 @@ export class Session {
       pendingSegment: false,
       lastSegmentAt: Date.now(),
       indexBytes: 0,
+      gap: false,
     });
   }
 
@@ -213,14 +216,20 @@ export class Session {
     const grow = budget ? budget.blocks(f.indexBytes + segment.length + 8) - budget.blocks(f.indexBytes) : 0;
     // A segment that does not fit is skipped: readers see the file a second
     // later, and the final index holds everything.
-    if (!f.index || (budget && !budget.take(grow))) return;
+    if (!f.index || (budget && !budget.take(grow))) {
+      f.gap = true;
+      return;
+    }
     const index = f.index;
     const appended = this.whileFull(`cannot extend ${f.path}${INDEX_SUFFIX}`, () => {
       index.append(segment);
       return true;
     });
     if (appended) f.indexBytes += segment.length + 8;
-    else budget?.release(grow);
+    else {
+      budget?.release(grow);
+      f.gap = true;
+    }
   }
 
   private commitDueSegments(): void {
@@ -233,8 +242,10 @@ export class Session {
     const f = this.files.get(ev.file);
     if (!f) return;
     this.files.delete(ev.file);
-    f.index?.close();
-    const finalIndex = f.builder.finish(ev.bytes);
+    // Where the file's segments can be its index, only the last one is
+    // encoded, and appended to them; otherwise the whole file's.
+    const last = f.index && !f.gap ? f.builder.finishFromSegments(ev.bytes) : undefined;
+    const finalIndex = last ?? f.builder.finish(ev.bytes);
     const span = { minNs: f.builder.minNs, maxNs: f.builder.maxNs };
     const budget = this.limit?.budget;
     let taken = 0;
@@ -251,11 +262,12 @@ export class Session {
     try {
       published = this.dumpSet.publish({
         partPath: f.path,
-        writeIndex: (p) => this.writeFinalIndex(p, finalIndex, taken >= 0),
+        writeIndex: (p) => this.writeFinalIndex(p, f, finalIndex, last !== undefined, taken >= 0),
         minNs: span.minNs,
         maxNs: span.maxNs,
       });
     } finally {
+      f.index?.close();
       IndexBuilder.release(finalIndex);
     }
     if (budget) {
@@ -282,9 +294,10 @@ export class Session {
    * A file without its index is still published: extraction scans it, and
    * npcaprepair rebuilds the index. Only the index is given up, never packets.
    */
-  private writeFinalIndex(p: string, index: Uint8Array, fits: boolean): void {
+  private writeFinalIndex(p: string, f: OpenFile, index: Uint8Array, last: boolean, fits: boolean): void {
     const why = `${p} not written (npcaprepair rebuilds it)`;
     if (!fits) this.hooks.error(`${why}: no room within the disk limit`, false);
+    else if (last) this.whileFull(why, () => f.index!.publish(index, p));
     else this.whileFull(why, () => writeIndexFile(p, index));
   }
 

@@ -332,6 +332,107 @@ test("key tables name the flows of a host or a port in a file's index, and plann
   assert.ok(everyFlow.every((perSegment) => perSegment.length === 3));
 });
 
+/** `n` packets of as many flows: addresses and ports from a counter, as scattered as trafgen's random ones. */
+function oneFlowEach(n: number, from = 0): Packet[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    const h = Math.imul(i + 1, 0x9e3779b1) >>> 0;
+    return {
+      tsNs: T0 + BigInt(i) * 1000n, caplen: 60, src: ip4(`10.${h >>> 24}.${(h >>> 16) & 255}.${(h >>> 8) & 255}`),
+      dst: ip4(`172.16.${(i >>> 8) & 255}.${i & 255}`), sport: 1024 + (h & 0x7fff), dport: i % 7 ? 443 : 53,
+      ipproto: i % 7 ? 6 : 17, ethertype: 0x0800, srcMac: MAC_A, dstMac: MAC_B, flags: TCP4,
+    };
+  });
+}
+
+test("where nearly every packet is a flow of its own, the file's segments become its index", () => {
+  const pcap = path.join(tmp, 'kept.pcap.part');
+  const { records, bytes } = writePcap(pcap, oneFlowEach(17_000), false);
+  const cuts = [0, 5000, 10_000, 15_000];
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  const idx = createSegmentedIndex(`${pcap}.idx`);
+  for (let k = 1; k < cuts.length; k++) {
+    const batch = records.slice(cuts[k - 1], cuts[k]);
+    b.add(encodeMeta(batch), batch.length);
+    idx.append(b.segment(records[cuts[k]].offset));
+  }
+  const rest = records.slice(cuts[cuts.length - 1]);
+  b.add(encodeMeta(rest), rest.length);
+  const last = b.finishFromSegments(bytes);
+  assert.ok(last, 'three segments of new flows and a last one make the index');
+  assert.equal(b.flowCount, records.length);
+  assert.throws(() => b.finish(bytes), /called twice|after finish/);
+  const published = path.join(tmp, 'kept.pcap.idx');
+  idx.publish(last, published);
+  assert.ok(!fs.existsSync(`${pcap}.idx`));
+  assert.equal(fs.statSync(published).mode & 0o777, 0o640);
+
+  const v = readIndexFile(published);
+  assert.equal(v.segments, 4);
+  assert.equal(v.packets, records.length);
+  assert.equal(v.flowCount, records.length);
+  assert.deepEqual(v.covered, { start: 0, end: bytes });
+  // Segments of 4096 flows or more have key tables; the last one always has.
+  assert.ok(v.segmentFlows.every((seg) => seg.keys !== undefined));
+  assert.deepEqual(checkIndex(published, pcap), []);
+
+  // The same flows, packets and times as the whole-file index of the same records.
+  const whole = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  whole.add(encodeMeta(records), records.length);
+  const wholePath = path.join(tmp, 'kept-whole.pcap.idx');
+  writeIndexFile(wholePath, whole.finish(bytes));
+  const w = readIndexFile(wholePath);
+  const flows = (x: typeof v): string[] => [...x.flows()].map((f) => JSON.stringify({ ...f, index: 0, offsets: f.offsets() }, (_, y) => typeof y === 'bigint' ? String(y) : y)).sort();
+  assert.deepEqual(flows(v), flows(w));
+  // Time blocks end at segment boundaries too; they still cover every record, in order.
+  assert.equal(v.timeBlocks.reduce((n, blk) => n + blk.packets, 0), records.length);
+  v.timeBlocks.forEach((blk, k) => assert.equal(blk.offset, k ? v.timeBlocks[k - 1].end : records[0].offset));
+
+  // Lookups go through each segment's key tables: a host is judged in one flow, not in 17,000.
+  const judged = checkJudged(published, false, [
+    [`host ${[...records[12_345].src!].join('.')}`, 1],
+    ['port 53 and host 172.16.0.7', 1],
+    ['net 172.16.3.0/24', 256],
+    ['udp port 53', Math.ceil(records.length / 7)],
+  ]);
+  assert.ok(judged.every((perSegment) => perSegment.length === 4));
+});
+
+test('a file whose segments would make a poor index gets one of the whole file', () => {
+  const index = (packets: Packet[], cuts: number[]): { b: IndexBuilder; bytes: number } => {
+    const pcap = path.join(tmp, 'poor.pcap');
+    const { records, bytes } = writePcap(pcap, packets, false);
+    const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+    for (let k = 1; k < cuts.length; k++) {
+      const batch = records.slice(cuts[k - 1], cuts[k]);
+      b.add(encodeMeta(batch), batch.length);
+      if (k < cuts.length - 1) b.segment(records[cuts[k]].offset);
+    }
+    return { b, bytes };
+  };
+  const refused = (b: IndexBuilder, bytes: number, flows: number): void => {
+    assert.equal(b.finishFromSegments(bytes), undefined);
+    // Nothing changed: the whole file's index is made as before.
+    const path1 = path.join(tmp, 'poor.pcap.idx');
+    writeIndexFile(path1, b.finish(bytes));
+    const v = readIndexFile(path1);
+    assert.equal(v.segments, 1);
+    assert.equal(v.flowCount, flows);
+    assert.deepEqual(checkIndex(path1, path.join(tmp, 'poor.pcap')), []);
+  };
+  // More than 16 segments.
+  const many = index(oneFlowEach(1700), Array.from({ length: 18 }, (_, k) => Math.min(k * 100, 1700)));
+  refused(many.b, many.bytes, 1700);
+  // The same flows in every segment: 3 times as many entries as flows.
+  const again = oneFlowEach(300);
+  const repeated = [...again, ...again, ...again].map((p, i) => ({ ...p, tsNs: T0 + BigInt(i) * 1000n }));
+  const rep = index(repeated, [0, 300, 600, 900]);
+  refused(rep.b, rep.bytes, 300);
+  // More than 16384 flows in segments without key tables (each under 4096 flows).
+  const small = index(oneFlowEach(24_000), [0, 4000, 8000, 12_000, 16_000, 20_000, 24_000]);
+  refused(small.b, small.bytes, 24_000);
+});
+
 /** The same segment as an index written before key tables: its vtable cut before the first of them (field 28). */
 function withoutKeyTables(segment: Uint8Array): Uint8Array {
   const out = Buffer.from(segment);
