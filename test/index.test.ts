@@ -8,7 +8,7 @@ import { ByteBuffer } from 'flatbuffers';
 import { IndexBuilder } from '../native/addon';
 import { Segment } from '../recorder/index_generated/index_generated';
 import {
-  IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile,
+  IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile, writeIndexWithChunks,
 } from '../recorder/index-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit,
@@ -243,6 +243,10 @@ test('a file being written: segments append, a torn last one is ignored', () => 
   fs.writeFileSync(torn, zeroed);
   assert.equal(readIndexFile(torn, { partial: true }).segments, 2);
 
+  // Zeros after the last segment (blocks written whole, the file not yet cut to length): not a segment.
+  fs.writeFileSync(torn, Buffer.concat([full, Buffer.alloc(5000)]));
+  assert.equal(readIndexFile(torn, { partial: true }).segments, 3);
+
   // But damage before the last segment is corruption, partial or not.
   const bad = Buffer.from(full);
   bad[20] ^= 0xff;
@@ -396,6 +400,14 @@ test("where nearly every packet is a flow of its own, the file's segments become
     ['udp port 53', Math.ceil(records.length / 7)],
   ]);
   assert.ok(judged.every((perSegment) => perSegment.length === 4));
+
+  // Compressing the file (-M) gives the last segment the chunk table; the others are copied as they are.
+  const chunks = { plain: [0, 100_000, bytes], packed: [0, 40_000, 70_000] };
+  writeIndexWithChunks(published, chunks);
+  const c = readIndexFile(published);
+  assert.equal(c.segments, 4);
+  assert.deepEqual(c.chunks, chunks);
+  assert.deepEqual(flows(c), flows(w));
 });
 
 test('a file whose segments would make a poor index gets one of the whole file', () => {
@@ -722,6 +734,31 @@ test('a published index that does not fit fails with ENOSPC and leaves the old o
     assert.deepEqual(fs.readdirSync(dir), ['f.pcap.idx']);
     assert.ok(fs.readFileSync(idx).equals(before));
     assert.equal(readIndexFile(idx).packets, 1);
+  } finally {
+    execFileSync('umount', [dir]);
+    fs.rmdirSync(dir);
+  }
+});
+
+test('a segment that does not fit is not appended, and the next one that fits follows the last whole one (root)', { skip: process.getuid?.() === 0 ? false : 'skipped: needs root' }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n2disk-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  try {
+    const idx = createSegmentedIndex(path.join(dir, 'f.pcap.part.idx'));
+    const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+    const records = (from: number): PacketMetaInit[] =>
+      Array.from({ length: 10 }, (_, k) => ({ tsNs: BigInt(from + k), offset: from + 100 * k, caplen: 84, flags: 0 }));
+    b.add(encodeMeta(records(24)), 10);
+    idx.append(b.segment(1024));
+    const big = synthetic().index;
+    assert.throws(() => idx.append(big), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+    b.add(encodeMeta(records(1024)), 10);
+    idx.append(b.segment(2024));
+    idx.close();
+    const v = readIndexFile(path.join(dir, 'f.pcap.part.idx'), { partial: true });
+    assert.equal(v.segments, 2);
+    assert.equal(v.packets, 20);
+    assert.deepEqual(v.covered, { start: 0, end: 2024 });
   } finally {
     execFileSync('umount', [dir]);
     fs.rmdirSync(dir);
