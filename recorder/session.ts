@@ -242,6 +242,14 @@ export class Session {
     const f = this.files.get(ev.file);
     if (!f) return;
     this.files.delete(ev.file);
+    try {
+      this.publishFile(f, ev);
+    } finally {
+      f.index?.close();
+    }
+  }
+
+  private publishFile(f: OpenFile, ev: FileDoneEvent): void {
     // Where the file's segments can be its index, only the last one is
     // encoded, and appended to them; otherwise the whole file's.
     const last = f.index && !f.gap ? f.builder.finishFromSegments(ev.bytes) : undefined;
@@ -267,7 +275,6 @@ export class Session {
         maxNs: span.maxNs,
       });
     } finally {
-      f.index?.close();
       IndexBuilder.release(finalIndex);
     }
     if (budget) {
