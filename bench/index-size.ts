@@ -8,12 +8,14 @@
 // The corpus parser below is a stand-in for native/parse.cc, good enough to
 // measure sizes: Ethernet (with VLAN tags), Linux cooked v1/v2, raw IP, BSD
 // loopback; IPv4/IPv6 with extension headers and fragments; TCP/UDP/SCTP ports.
+import { ByteBuffer } from 'flatbuffers';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IndexBuilder, recordsMeta } from '../native/addon';
 import { containerBytes, frameHeaderBytes } from '../recorder/index-container';
 import { writeIndexFile } from '../recorder/index-file';
+import { Segment } from '../recorder/index_generated/index_generated';
 import { MAX_CAPLEN, pcapFormatOf, pcapHeader } from '../recorder/pcap-file';
 import {
   META_FRAGMENT, META_IPV4, META_IPV6, META_MAC, META_PLAIN, META_PORTS, META_VLAN, PacketMetaInit, encodeMeta,
@@ -43,6 +45,7 @@ function synthetic(): void {
       pending = 0;
       t = process.hrtime.bigint();
       const segment = b.segment(committed).length;
+      b.segmentWritten();
       segmentBytes += segment + frameHeaderBytes(segment);
       segmentNs += process.hrtime.bigint() - t;
       segments++;
@@ -232,7 +235,7 @@ function corpus(dir: string, out: string | undefined): void {
     const index = builder.finish(offset);
     files++;
     packets += records.length;
-    flows += builder.flowCount;
+    flows += Segment.getRootAsSegment(new ByteBuffer(index)).flowCount();
     pcapBytes += offset;
     sourceBytes += buf.length;
     indexBytes += index.length + containerBytes(index.length);
@@ -302,6 +305,7 @@ function random(): void {
         pending = 0;
         t = process.hrtime.bigint();
         segmentBytes += b.segment(committed).length;
+        b.segmentWritten();
         segments += process.hrtime.bigint() - t;
       }
       const t = process.hrtime.bigint();

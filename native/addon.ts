@@ -137,9 +137,9 @@ interface NativeFilter {
 interface NativeIndexBuilder {
   add(meta: ArrayBuffer, count: number): void;
   segment(committed: number): Uint8Array;
+  segmentWritten(): void;
   finish(fileBytes: number): Uint8Array;
   finishFromSegments(fileBytes: number): Uint8Array | undefined;
-  flowCount(): number;
   timeBounds(): [bigint, bigint] | null;
 }
 
@@ -295,9 +295,10 @@ export interface IndexInfo {
  * written by recorder/index-file.ts) from the PacketMeta batches of its
  * packets, in file order. The work is native (native/index_builder.h): per
  * packet it finds the flow and updates counters, per segment or file it
- * encodes. Memory: about 8 bytes a packet and 160 bytes a flow of the whole
- * file, kept after finish() for the next builder to fill (one file's worth
- * per process). A call that throws changes nothing.
+ * encodes. Memory: about 8 bytes a packet and 100 bytes a flow and segment
+ * (a flow is counted in each segment it has packets in), kept after
+ * finish() for the next builder to fill (one file's worth per process). A
+ * call that throws changes nothing.
  */
 export class IndexBuilder {
   private readonly native: NativeIndexBuilder;
@@ -314,31 +315,35 @@ export class IndexBuilder {
   add(meta: ArrayBuffer, count: number): void { this.native.add(meta, count); }
 
   /**
-   * The index segment of the packets added since the previous segment() call,
-   * covering the file's bytes from the previous `committed` (0 at first) to this one.
+   * The index segment of the packets added since the last written segment,
+   * covering the file's bytes from where it ended (0 at first) to `committed`.
+   * Call segmentWritten() once it is on disk; one that could not be written
+   * is covered again by the next.
    */
   segment(committed: number): Uint8Array { return this.native.segment(committed); }
+
+  /** The segment() just before, with no add() since, is on disk: the next segment starts where it ends. */
+  segmentWritten(): void { this.native.segmentWritten(); }
 
   /** The index of the whole file, one segment covering [0, fileBytes). Ends the builder. */
   finish(fileBytes: number): Uint8Array { return this.native.finish(fileBytes); }
 
   /**
-   * The last segment, covering [committed, fileBytes), when the file's
-   * segments followed by it make a good index of the file: at most 16,
-   * holding no more than 5/4 of the file's flows (a flow is in every segment
-   * it has packets in), and at most 16384 of them in segments without key
-   * tables (those of under 4096 flows, which readers decode whole). It then ends the builder as finish() does; appended
-   * to every segment() result, it completes the file's index without
-   * encoding its flows again, the largest cost where nearly every packet is
-   * a flow of its own. Undefined otherwise, changing nothing: call finish().
+   * The last segment, covering [end of the last written segment, fileBytes),
+   * when the written segments followed by it make a good index of the file:
+   * at most 16, holding no more than 5/4 of the file's distinct flows (a
+   * flow is in every segment it has packets in; the distinct ones are
+   * estimated, within a few percent), and at most 16384 of them in segments
+   * without key tables (those of under 4096 flows, which readers decode
+   * whole). It then ends the builder as finish() does; appended to the
+   * written segments, it completes the file's index without encoding its
+   * flows again, the largest cost where nearly every packet is a flow of its
+   * own. Undefined otherwise, changing nothing: call finish().
    */
   finishFromSegments(fileBytes: number): Uint8Array | undefined { return this.native.finishFromSegments(fileBytes); }
 
   /** Frees the bytes of a segment() or finish...() result now instead of at a garbage collection; `bytes` is empty afterwards. */
   static release(bytes: Uint8Array): void { addon.IndexBuilder.release(bytes); }
-
-  /** Distinct flows of the file so far. */
-  get flowCount(): number { return this.native.flowCount(); }
 
   /** Earliest packet time so far, in ns at the file's precision (0n before any packet). */
   get minNs(): bigint { return this.native.timeBounds()?.[0] ?? 0n; }

@@ -3,6 +3,7 @@
 #include "index_builder.h"
 
 #include <cstddef>
+#include <cmath>
 #include <cstring>
 
 #include <malloc.h>
@@ -126,14 +127,27 @@ IndexBuilder::IndexBuilder(const IndexInfo& info) : info_(info) {
 }
 
 void FileArrays::clear() {
+  seg_flows.clear();
+  entry_stats.clear();
+  entry_swapped.clear();
   flows.clear();
-  swapped.clear();
   global.clear();
-  local.clear();
-  local_global.clear();
-  local_of.clear();
+  swapped.clear();
   pkt_flow.clear();
   pkt_off_lo.clear();
+}
+
+double DistinctCount::estimate() const {
+  constexpr double m = double(size_t(1) << BITS);
+  double sum = 0;
+  size_t zeros = 0;
+  for (uint8_t r : registers_) {
+    sum += std::ldexp(1.0, -int(r));
+    zeros += r == 0;
+  }
+  double raw = 0.7213 / (1 + 1.079 / m) * m * m / sum;
+  // Few values: counting the empty registers is the better estimate.
+  return raw <= 2.5 * m && zeros > 0 ? m * std::log(m / double(zeros)) : raw;
 }
 
 std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
@@ -141,55 +155,45 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
   if (count == 0) return {};
   std::string err = check_offsets(meta, count);
   if (!err.empty()) return err;
+  encoded_ = false;
 
-  // Keys and hashes first, so that the flow lookups below can be prefetched ahead.
+  // Keys and hashes first, so that the flow lookups can be prefetched ahead.
   batch_keys_.resize(count * KEY_WORDS);
   batch_hash_.resize(count);
   batch_swap_.resize(count);
   for (size_t i = 0; i < count; i++) {
     batch_swap_[i] = flow_key(meta[i], &batch_keys_[i * KEY_WORDS]);
-    batch_hash_[i] = a_.flows.hash(&batch_keys_[i * KEY_WORDS]);
+    batch_hash_[i] = a_.seg_flows.hash(&batch_keys_[i * KEY_WORDS]);
   }
 
-  constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
-  for (size_t i = 0; i < count; i++) {
-    if (i + 2 * AHEAD < count) a_.flows.prefetch_slot(batch_hash_[i + 2 * AHEAD]);
-    if (i + AHEAD < count) {
-      int64_t id = a_.flows.prefetch_key(batch_hash_[i + AHEAD]);
-      if (id >= 0) __builtin_prefetch(&a_.local_of[size_t(id)]);
-    }
-    const PacketMeta& m = meta[i];
-    size_t before = a_.flows.size();
-    uint32_t g = a_.flows.intern(&batch_keys_[i * KEY_WORDS], batch_hash_[i]);
-    if (g == before) {
-      a_.swapped.push_back(batch_swap_[i]);
-      a_.local_of.push_back(-1);
-    }
+  const size_t entry0 = a_.seg_flows.kept() - a_.seg_flows.size();
+  a_.seg_flows.intern_all(
+      batch_keys_.data(), batch_hash_.data(), count, [&](uint32_t l) { __builtin_prefetch(&a_.entry_stats[entry0 + l]); },
+      [&](size_t i, uint32_t l, bool added) {
+        const PacketMeta& m = meta[i];
+        uint32_t off_hi = uint32_t(m.offset >> 32);
+        size_t n = a_.pkt_flow.size();
+        if (n == seg_packet_) seg_off_hi_ = off_hi;
+        if (n == 0) file_off_hi_ = off_hi;
 
-    uint32_t off_hi = uint32_t(m.offset >> 32);
-    size_t n = a_.pkt_flow.size();
-    if (n == seg_packet_) seg_off_hi_ = off_hi;
-    if (n == 0) file_off_hi_ = off_hi;
-
-    // Ticks: ns, or us (floor, as the pcap file stores them) when not nano.
-    uint64_t t = info_.nano ? m.ts_ns : m.ts_ns / 1000;
-    int32_t l = a_.local_of[g];
-    if (l < 0) {
-      a_.local_of[g] = int32_t(a_.local.size());
-      a_.local_global.push_back(g);
-      a_.local.push_back(FlowStat{t, t, 1, m.caplen, m.wirelen});
-    } else {
-      FlowStat& f = a_.local[size_t(l)];
-      if (t < f.min) f.min = t;
-      else if (t > f.max) f.max = t;
-      f.packets++;
-      f.cap_bytes += m.caplen;
-      f.wire_bytes += m.wirelen;
-    }
-    a_.pkt_flow.push_back(g);
-    a_.pkt_off_lo.push_back(uint32_t(m.offset));
-    to_block(m.offset, t);
-  }
+        // Ticks: ns, or us (floor, as the pcap file stores them) when not nano.
+        uint64_t t = info_.nano ? m.ts_ns : m.ts_ns / 1000;
+        if (added) {
+          a_.entry_swapped.push_back(batch_swap_[i]);
+          a_.entry_stats.push_back(FlowStat{t, t, 1, m.caplen, m.wirelen});
+          if (!whole_) distinct_.add(batch_hash_[i]);
+        } else {
+          FlowStat& f = a_.entry_stats[entry0 + l];
+          if (t < f.min) f.min = t;
+          else if (t > f.max) f.max = t;
+          f.packets++;
+          f.cap_bytes += m.caplen;
+          f.wire_bytes += m.wirelen;
+        }
+        a_.pkt_flow.push_back(l);
+        a_.pkt_off_lo.push_back(uint32_t(m.offset));
+        to_block(m.offset, t);
+      });
   return {};
 }
 
@@ -242,47 +246,107 @@ void IndexBuilder::close_block() {
   cur_.packets = 0;
 }
 
-/** Folds the segment's counters into the whole-file ones and empties them. */
-void IndexBuilder::merge_local() {
-  for (size_t j = 0; j < a_.local.size(); j++) {
-    uint32_t f = a_.local_global[j];
-    const FlowStat& l = a_.local[j];
-    a_.local_of[f] = -1;
-    if (f >= a_.global.size()) {  // new in this segment (flows are numbered in first-sight order)
-      a_.global.push_back(l);
-      continue;
-    }
-    FlowStat& g = a_.global[f];
-    if (l.min < g.min) g.min = l.min;
-    if (l.max > g.max) g.max = l.max;
-    g.packets += l.packets;
-    g.cap_bytes += l.cap_bytes;
-    g.wire_bytes += l.wire_bytes;
+/**
+ * Merges the entries [first_entry, end_entry) of a_.seg_flows, one segment's
+ * flows, into the whole file's, and numbers the segment's packets
+ * [first_packet, end_packet) by them.
+ */
+void IndexBuilder::merge(size_t first_entry, size_t end_entry, size_t first_packet, size_t end_packet) {
+  const size_t n = end_entry - first_entry;
+  const uint32_t* keys = a_.seg_flows.kept_key(first_entry);
+  batch_hash_.resize(n);
+  for (size_t j = 0; j < n; j++) batch_hash_[j] = a_.flows.hash(keys + j * KEY_WORDS);
+  a_.merged_as.resize(n);
+  a_.flows.intern_all(
+      keys, batch_hash_.data(), n, [&](uint32_t g) { __builtin_prefetch(&a_.global[g]); },
+      [&](size_t j, uint32_t g, bool added) {
+        const FlowStat& l = a_.entry_stats[first_entry + j];
+        a_.merged_as[j] = g;
+        if (added) {  // its first segment: the direction of its first packet is the file's
+          a_.global.push_back(l);
+          a_.swapped.push_back(a_.entry_swapped[first_entry + j]);
+          return;
+        }
+        FlowStat& f = a_.global[g];
+        if (l.min < f.min) f.min = l.min;
+        if (l.max > f.max) f.max = l.max;
+        f.packets += l.packets;
+        f.cap_bytes += l.cap_bytes;
+        f.wire_bytes += l.wire_bytes;
+      });
+  for (size_t p = first_packet; p < end_packet; p++) a_.pkt_flow[p] = a_.merged_as[a_.pkt_flow[p]];
+}
+
+/** Merges every written segment not merged yet, and the open one, into the whole file's flows; from now on each is merged when written. */
+void IndexBuilder::merge_segments() {
+  const size_t open_entry = a_.seg_flows.kept() - a_.seg_flows.size();
+  for (size_t k = 0; k < unmerged_.size(); k++) {
+    bool next = k + 1 < unmerged_.size();
+    merge(unmerged_[k].entry, next ? unmerged_[k + 1].entry : open_entry, unmerged_[k].packet,
+          next ? unmerged_[k + 1].packet : seg_packet_);
   }
-  a_.local.clear();
-  a_.local_global.clear();
+  merge(open_entry, a_.seg_flows.kept(), seg_packet_, a_.pkt_flow.size());
+  unmerged_.clear();
+  a_.seg_flows.clear();
+  a_.entry_stats.clear();
+  a_.entry_swapped.clear();
+  whole_ = true;
+}
+
+IndexBuilder::Span IndexBuilder::open_segment(uint64_t end, bool keys) const {
+  const size_t entry = a_.seg_flows.kept() - a_.seg_flows.size();
+  return Span{seg_start_,
+              end,
+              a_.entry_stats.data() + entry,
+              a_.seg_flows.size(),
+              a_.seg_flows.key(0),
+              a_.entry_swapped.data() + entry,
+              seg_packet_,
+              a_.pkt_flow.size(),
+              seg_off_hi_,
+              seg_block_,
+              blocks_.size(),
+              keys};
 }
 
 std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   if (finished_) return "IndexBuilder.segment() after finish()";
   std::string err = check_end(committed);
   if (!err.empty()) return err;
-  bool keys = a_.local.size() >= SEGMENT_KEYS_MIN;
-  if (!keys) unkeyed_flows_ += a_.local.size();
-  encode_segment(committed, keys, out);
+  close_block();
+  bool keys = a_.seg_flows.size() >= SEGMENT_KEYS_MIN;
+  out = encode(open_segment(committed, keys));
+  encoded_ = true;
+  encoded_end_ = committed;
+  encoded_keys_ = keys;
   return {};
 }
 
-void IndexBuilder::encode_segment(uint64_t end, bool keys, Encoded& out) {
-  close_block();
-  out = encode(Span{seg_start_, end, &a_.local, a_.local_global.data(), a_.local_of.data(), seg_packet_,
-                    a_.pkt_flow.size(), seg_off_hi_, seg_block_, blocks_.size(), keys});
+std::string IndexBuilder::segment_written() {
+  if (finished_) return "IndexBuilder.segmentWritten() after finish()";
+  if (!encoded_) return "IndexBuilder.segmentWritten() without a segment() since the last add()";
+  end_segment(encoded_end_, encoded_keys_);
+  return {};
+}
+
+/** The open segment is written, ending at `end`: a new one opens. */
+void IndexBuilder::end_segment(uint64_t end, bool keys) {
+  encoded_ = false;
   segments_++;
-  segment_flows_ += a_.local.size();
-  merge_local();
+  segment_flows_ += a_.seg_flows.size();
+  if (!keys) unkeyed_flows_ += a_.seg_flows.size();
+  if (whole_) {
+    merge_segments();
+  } else {
+    unmerged_.push_back(Unmerged{a_.seg_flows.kept() - a_.seg_flows.size(), seg_packet_});
+    a_.seg_flows.restart();
+  }
   seg_start_ = end;
   seg_packet_ = a_.pkt_flow.size();
   seg_block_ = blocks_.size();
+  // A last segment after these would be one too many for the file's index:
+  // it will be finish()'s, which needs the whole file's flows.
+  if (!whole_ && segments_ + 1 > KEPT_SEGMENTS_MAX) merge_segments();
 }
 
 std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
@@ -290,8 +354,9 @@ std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
   std::string err = check_end(file_bytes);
   if (!err.empty()) return err;
   close_block();
-  merge_local();
-  out = encode(Span{0, file_bytes, &a_.global, nullptr, nullptr, 0, a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size(), true});
+  merge_segments();
+  out = encode(Span{0, file_bytes, a_.global.data(), a_.global.size(), a_.flows.key(0), a_.swapped.data(), 0,
+                    a_.pkt_flow.size(), file_off_hi_, 0, blocks_.size(), true});
   end();
   return {};
 }
@@ -301,14 +366,16 @@ std::string IndexBuilder::finish_from_segments(uint64_t file_bytes, Encoded& out
   if (finished_) return "IndexBuilder.finishFromSegments() after finish()";
   std::string err = check_end(file_bytes);
   if (!err.empty()) return err;
-  size_t entries = segment_flows_ + a_.local.size();
-  if (segments_ + 1 > KEPT_SEGMENTS_MAX || entries * KEPT_REPEAT_DEN > a_.flows.size() * KEPT_REPEAT_NUM ||
+  if (whole_) return {};
+  size_t entries = segment_flows_ + a_.seg_flows.size();
+  if (segments_ + 1 > KEPT_SEGMENTS_MAX || double(entries * KEPT_REPEAT_DEN) > distinct_.estimate() * KEPT_REPEAT_NUM ||
       unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
     return {};
   }
   // The last segment always has key tables: a small one costs little, and
   // published indexes had them before.
-  encode_segment(file_bytes, true, out);
+  close_block();
+  out = encode(open_segment(file_bytes, true));
   end();
   done = true;
   return {};
@@ -316,8 +383,7 @@ std::string IndexBuilder::finish_from_segments(uint64_t file_bytes, Encoded& out
 
 void IndexBuilder::end() {
   finished_ = true;
-  // Only the time bounds and the flow count are asked for after this.
-  final_flows_ = a_.flows.size();
+  // Only the time bounds are asked for after this.
   a_.clear();
   {
     std::lock_guard<std::mutex> g(parked_lock);

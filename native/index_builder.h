@@ -2,14 +2,17 @@
 // PacketMeta records of its packets, handed over in file order, one batch
 // per written chunk.
 //
-// Per record, add() finds the record's flow, updates that flow's counters
-// for the current segment and its time block, and remembers (flow, offset):
-// about 8 bytes a packet and 160 bytes a flow of the whole file. Everything
-// else happens once per segment or per file, in encode (index_encode.cc).
+// Per record, add() finds the record's flow in the open segment's table,
+// updates that flow's counters and its time block, and remembers (flow,
+// offset): about 8 bytes a packet and 100 bytes a flow and segment. The
+// whole file's flow table is built from the segments' only when the file
+// needs an index of its own rather than its segments (finish()). Encoding
+// happens once per segment or per file, in encode (index_encode.cc).
 //
 // Methods return an error message, empty when all went well: the addon is
 // built without C++ exceptions, and a refused call changes nothing.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -63,21 +66,47 @@ enum FlowKeyWord : size_t {
 
 /** The arrays of one file's index that grow with its flows and packets. */
 struct FileArrays {
+  /**
+   * The open segment's flows, numbered by first sight in it. Until the
+   * whole file's flows are needed, the keys of the segments before stay
+   * behind it (Interner::restart), one entry per flow and segment.
+   */
+  Interner<KEY_WORDS> seg_flows{1024};
+  /** Per entry of seg_flows: the flow's counters in its segment, and whether that segment's first packet of it went from canonical endpoint B to A. */
+  std::vector<FlowStat> entry_stats;
+  std::vector<uint8_t> entry_swapped;
+  /** The whole file's flows, merged from the segments' once the whole file's index may be wanted. */
   Interner<KEY_WORDS> flows{1024};
-  /** Per global flow: its first packet went from canonical endpoint B to A. */
-  std::vector<uint8_t> swapped;
-  /** Whole-file counters, brought up to date at each segment boundary. */
   std::vector<FlowStat> global;
-  /** Counters of the current segment, numbered by first sight in it. */
-  std::vector<FlowStat> local;
-  std::vector<uint32_t> local_global;
-  std::vector<int32_t> local_of;
-  // Per packet, in file order: its global flow and the low word of its offset.
+  std::vector<uint8_t> swapped;
+  // Per packet, in file order: its flow (numbered in its segment until the
+  // segment is merged into `flows`), and the low word of its offset.
   std::vector<uint32_t> pkt_flow;
   std::vector<uint32_t> pkt_off_lo;
+  /** Scratch of a merge: entry of a segment -> flow of the file. */
+  std::vector<uint32_t> merged_as;
 
   /** Empties them, keeping their memory. */
   void clear();
+};
+
+/**
+ * Estimates how many distinct values it was given (HyperLogLog, 4096
+ * registers: 1.6 % standard error), from their 32-bit hashes.
+ */
+class DistinctCount {
+ public:
+  void add(uint32_t hash) {
+    uint8_t rank = uint8_t(__builtin_clz((hash << BITS) | (1u << (BITS - 1))) + 1);
+    uint8_t& r = registers_[hash >> (32 - BITS)];
+    if (rank > r) r = rank;
+  }
+  double estimate() const;
+  void clear() { registers_.fill(0); }
+
+ private:
+  static constexpr unsigned BITS = 12;
+  std::array<uint8_t, size_t(1) << BITS> registers_{};
 };
 
 class IndexBuilder {
@@ -87,13 +116,20 @@ class IndexBuilder {
 
   /** Indexes records in file order. */
   std::string add(const PacketMeta* meta, size_t count);
-  /** The segment of the packets added since the previous one, covering the file's bytes up to `committed`. */
+  /**
+   * The segment of the packets added since the last written one, covering
+   * the file's bytes from its end up to `committed`. It counts once
+   * segment_written() says so: a segment that could not be written is
+   * covered again by the next one.
+   */
   std::string segment(uint64_t committed, Encoded& out);
+  /** The segment() just before, with no add() since, is on disk: the next one starts where it ends. */
+  std::string segment_written();
   /** The index of the whole file, one segment covering [0, file_bytes). Ends the builder; its arrays are parked. */
   std::string finish(uint64_t file_bytes, Encoded& out);
   /**
-   * When the segments made so far, with a last one covering the rest of the
-   * file, make a good index of it (few, and repeating few flows), encodes
+   * When the segments written so far, with a last one covering the rest of
+   * the file, make a good index of it (few, and repeating few flows), encodes
    * that last segment, ends the builder as finish() does and sets `done`.
    * Otherwise leaves everything as it was: finish() is then the way.
    * Appended to the segments, the last one completes the file's index
@@ -101,7 +137,6 @@ class IndexBuilder {
    */
   std::string finish_from_segments(uint64_t file_bytes, Encoded& out, bool& done);
 
-  size_t flow_count() const { return finished_ ? final_flows_ : a_.flows.size(); }
   /** Earliest and latest packet time so far in ticks; false before any packet. */
   bool time_bounds(uint64_t& min, uint64_t& max) const;
   bool nano() const { return info_.nano; }
@@ -109,11 +144,11 @@ class IndexBuilder {
   /** The flows and packets one encode() writes: a segment, or the whole file. */
   struct Span {
     uint64_t start, end;
-    const std::vector<FlowStat>* stats;
-    /** Flow number in `stats` -> global flow id; null when they are the same. */
-    const uint32_t* global_of;
-    /** Global flow id -> flow number in `stats`; null when they are the same. */
-    const int32_t* local_of;
+    /** Its flows' counters, keys (KEY_WORDS words each) and directions; pkt_flow numbers them. */
+    const FlowStat* stats;
+    size_t flows;
+    const uint32_t* flow_keys;
+    const uint8_t* swapped;
     size_t first_packet, end_packet;
     /** High word of the first packet's offset (only low words are kept per packet). */
     uint32_t first_offset_hi;
@@ -132,8 +167,10 @@ class IndexBuilder {
   std::string check_end(uint64_t end) const;
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
-  void merge_local();
-  void encode_segment(uint64_t end, bool keys, Encoded& out);
+  Span open_segment(uint64_t end, bool keys) const;
+  void end_segment(uint64_t end, bool keys);
+  void merge(size_t first_entry, size_t end_entry, size_t first_packet, size_t end_packet);
+  void merge_segments();
   void end();
   Encoded encode(const Span& span) const;
   VarintSink encode_offsets(const Span& span, std::vector<uint32_t>& at, std::vector<uint64_t>& prev_first) const;
@@ -157,18 +194,36 @@ class IndexBuilder {
   bool ordered_ = true;
   uint64_t prev_ticks_ = 0;
 
-  // The segment being accumulated.
+  // The open segment: since the end of the last written one.
   uint64_t seg_start_ = 0;
   size_t seg_packet_ = 0;
   size_t seg_block_ = 0;
   uint32_t seg_off_hi_ = 0;
   uint32_t file_off_hi_ = 0;
-  // Segments made so far, and the flows they hold (a flow once per segment it is in).
+  // The last segment() result, until add() or segment_written().
+  bool encoded_ = false;
+  uint64_t encoded_end_ = 0;
+  bool encoded_keys_ = false;
+  // Segments written so far, and the flows they hold (a flow once per segment it is in).
   size_t segments_ = 0;
   size_t segment_flows_ = 0;
   size_t unkeyed_flows_ = 0;  // in segments without key tables
+  /**
+   * While the segments may become the file's index, their flows are kept
+   * per segment only: where nearly every packet is a flow of its own, a
+   * table of the whole file's missed the cache on every packet. They are
+   * merged into a_.flows (whole_) when the file has too many segments, or
+   * at finish().
+   */
+  bool whole_ = false;
+  /** Written segments not merged yet: their first entry of a_.seg_flows and first packet. */
+  struct Unmerged {
+    size_t entry, packet;
+  };
+  std::vector<Unmerged> unmerged_;
+  /** The file's distinct flows, while they are not merged. */
+  DistinctCount distinct_;
   bool finished_ = false;
-  size_t final_flows_ = 0;
 };
 
 }  // namespace n2d

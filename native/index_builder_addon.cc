@@ -15,9 +15,9 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "IndexBuilder",
                        {InstanceMethod("add", &IndexBuilderWrap::Add), InstanceMethod("segment", &IndexBuilderWrap::Segment),
+                        InstanceMethod("segmentWritten", &IndexBuilderWrap::SegmentWritten),
                         InstanceMethod("finish", &IndexBuilderWrap::Finish),
                         InstanceMethod("finishFromSegments", &IndexBuilderWrap::FinishFromSegments),
-                        InstanceMethod("flowCount", &IndexBuilderWrap::FlowCount),
                         InstanceMethod("timeBounds", &IndexBuilderWrap::TimeBounds),
                         StaticMethod("release", &IndexBuilderWrap::Release)});
   }
@@ -50,6 +50,8 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
     return err.empty() ? bytes(info.Env(), std::move(out)) : fail(info.Env(), err);
   }
 
+  Napi::Value SegmentWritten(const Napi::CallbackInfo& info) { return result(info.Env(), builder_->segment_written()); }
+
   // (fileBytes) -> Uint8Array
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     Encoded out;
@@ -64,10 +66,6 @@ class IndexBuilderWrap : public Napi::ObjectWrap<IndexBuilderWrap> {
     std::string err = builder_->finish_from_segments(uint64_t(info[0].As<Napi::Number>().DoubleValue()), out, done);
     if (!err.empty()) return fail(info.Env(), err);
     return done ? bytes(info.Env(), std::move(out)) : info.Env().Undefined();
-  }
-
-  Napi::Value FlowCount(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), double(builder_->flow_count()));
   }
 
   // -> [minNs, maxNs] as bigints, null before any packet

@@ -223,10 +223,10 @@ inline uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
 }  // namespace
 
 Encoded IndexBuilder::encode(const Span& in) const {
-  const std::vector<FlowStat>& stats = *in.stats;
-  const size_t n_flows = stats.size();
+  const FlowStat* stats = in.stats;
+  const size_t n_flows = in.flows;
   const uint64_t n_packets = in.end_packet - in.first_packet;
-  auto global = [&](size_t j) -> uint32_t { return in.global_of ? in.global_of[j] : uint32_t(j); };
+  auto flow_key = [&](size_t j) { return in.flow_keys + j * KEY_WORDS; };
 
   // Pass 1: dictionaries and their use counts.
   Interner<2> classes;
@@ -238,25 +238,24 @@ Encoded IndexBuilder::encode(const Span& in) const {
   LastKey<2> last_class;
   // By orientation: the entry of a flow key's MAC words depends on which endpoint sent first.
   LastKey<3> last_mac[2];
-  constexpr size_t AHEAD = 8;  // as in add(): flow keys, then the IPv4 slots, asked for ahead
+  constexpr size_t AHEAD = 8;  // the IPv4 slots, asked for ahead (the flow keys are read in order)
   for (size_t j = 0; j < n_flows; j++) {
-    if (j + 2 * AHEAD < n_flows) __builtin_prefetch(a_.flows.key(global(j + 2 * AHEAD)));
     if (j + AHEAD < n_flows) {
-      const uint32_t* next = a_.flows.key(global(j + AHEAD));
+      const uint32_t* next = flow_key(j + AHEAD);
       if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
         ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
         ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
       }
     }
-    uint32_t g = global(j);
-    const uint32_t* k = a_.flows.key(g);
+    const uint32_t* k = flow_key(j);
+    const bool swapped = in.swapped[j];
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
     if (!last_class.is(k + K_ETHER_VLAN)) last_class.set(k + K_ETHER_VLAN, classes.intern(k + K_ETHER_VLAN));
     flow_class[j] = last_class.id;
     class_uses[flow_class[j]]++;
     // Endpoint A of the index is the source of the flow's first packet.
-    const uint32_t* a = k + (a_.swapped[g] ? K_ADDR_B : K_ADDR_A);
-    const uint32_t* b = k + (a_.swapped[g] ? K_ADDR_A : K_ADDR_B);
+    const uint32_t* a = k + (swapped ? K_ADDR_B : K_ADDR_A);
+    const uint32_t* b = k + (swapped ? K_ADDR_A : K_ADDR_B);
     if (flags & META_IPV4) {
       addr_a[j] = ipv4.intern(a);
       addr_b[j] = ipv4.intern(b);
@@ -269,11 +268,11 @@ Encoded IndexBuilder::encode(const Span& in) const {
       v6_uses[addr_b[j]]++;
     }
     if (flags & META_MAC) {
-      LastKey<3>& last = last_mac[a_.swapped[g]];
+      LastKey<3>& last = last_mac[swapped];
       if (!last.is(k + K_MAC_A)) {  // K_MAC_A, K_MAC_TAILS, K_MAC_B
         uint32_t tails = k[K_MAC_TAILS];
         uint32_t pair[3];
-        if (a_.swapped[g]) {
+        if (swapped) {
           pair[0] = k[K_MAC_B], pair[1] = k[K_MAC_A], pair[2] = (tails >> 16) | (tails << 16);
         } else {
           pair[0] = k[K_MAC_A], pair[1] = k[K_MAC_B], pair[2] = tails;
@@ -309,8 +308,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
   const size_t pairs = in.keys ? 2 * n_flows : 0;
   Postings v4_flows(32, false, pairs), v6_flows(bits_below(ipv6.size()), true, pairs), port_flows(16, false, pairs);
   for (size_t j = 0; j < n_flows; j++) {
-    uint32_t g = global(j);
-    const uint32_t* k = a_.flows.key(g);
+    const uint32_t* k = flow_key(j);
+    const bool swapped = in.swapped[j];
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
     if (in.keys && j % FLOW_CHECKPOINT_EVERY == 0) {
       at.push_back(CheckpointAt{uint32_t(s_class.size()), uint32_t(s_addrs.size()), uint32_t(ports.size()),
@@ -335,8 +334,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
     }
     if (flags & META_PORTS) {
       uint32_t p = k[K_PORTS];
-      uint16_t a = uint16_t(a_.swapped[g] ? p >> 16 : p & 0xffff);
-      uint16_t b = uint16_t(a_.swapped[g] ? p & 0xffff : p >> 16);
+      uint16_t a = uint16_t(swapped ? p >> 16 : p & 0xffff);
+      uint16_t b = uint16_t(swapped ? p & 0xffff : p >> 16);
       ports.push_back(a);
       ports.push_back(b);
       if (in.keys) {
@@ -510,8 +509,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
  */
 VarintSink IndexBuilder::encode_offsets(const Span& in, std::vector<uint32_t>& at,
                                         std::vector<uint64_t>& prev_first) const {
-  const std::vector<FlowStat>& stats = *in.stats;
-  const size_t n_flows = stats.size();
+  const FlowStat* stats = in.stats;
+  const size_t n_flows = in.flows;
   std::vector<uint64_t> first(n_flows + 1, 0);
   for (size_t j = 0; j < n_flows; j++) first[j + 1] = first[j] + stats[j].packets;
   std::vector<uint64_t> fill(first.begin(), first.end() - 1);
@@ -522,8 +521,7 @@ VarintSink IndexBuilder::encode_offsets(const Span& in, std::vector<uint32_t>& a
     uint32_t lo = a_.pkt_off_lo[p];
     if (int64_t(lo) < prev_lo) hi++;  // consecutive records are less than 4 GiB apart (check_offsets)
     prev_lo = lo;
-    uint32_t g = a_.pkt_flow[p];
-    sorted[fill[in.local_of ? uint32_t(in.local_of[g]) : g]++] = (hi << 32) | lo;
+    sorted[fill[a_.pkt_flow[p]]++] = (hi << 32) | lo;
   }
   VarintSink sink(3 * sorted.size() + 16);
   uint64_t prev_flow_first = in.start;

@@ -5,6 +5,10 @@
 // that a probe compares keys only when the hashes agree. A one-word key is
 // held in its slot instead of its hash: confirming a match then costs no
 // second cache miss on the key (half of the IPv4 dictionary's lookups).
+//
+// restart() numbers from 0 again while keeping the keys already interned,
+// one run after the other: the index builder's per-segment flow tables,
+// whose keys outlive their lookup table until the file is done.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -23,13 +27,23 @@ class Interner {
     slots_.assign(2 * n, 0);
   }
 
-  size_t size() const { return size_; }
-  /** The words of key `id`. */
-  const uint32_t* key(size_t id) const { return keys_.get() + id * W; }
+  /** Keys of the current run. */
+  size_t size() const { return size_ - base_; }
+  /** The words of key `id` of the current run; its keys follow each other. */
+  const uint32_t* key(size_t id) const { return keys_.get() + (base_ + id) * W; }
+  /** Keys of every run since clear(), in order; kept_key(i) for i below it. */
+  size_t kept() const { return size_; }
+  const uint32_t* kept_key(size_t i) const { return keys_.get() + i * W; }
 
   /** Forgets every key, keeping the memory. */
   void clear() {
-    size_ = 0;
+    size_ = base_ = 0;
+    std::fill(slots_.begin(), slots_.end(), 0);
+  }
+
+  /** Starts a new run: ids from 0 again, an empty lookup table, the keys so far kept. */
+  void restart() {
+    base_ = size_;
     std::fill(slots_.begin(), slots_.end(), 0);
   }
 
@@ -46,6 +60,29 @@ class Interner {
       uint32_t v = slots_[2 * s];
       if (v == 0) return insert(k, h, s);
       if (slots_[2 * s + 1] == tag(k, h) && (W == 1 || same(key(v - 1), k))) return v - 1;
+    }
+  }
+
+  /**
+   * Interns `n` keys whose hashes are known, asking for their slots and keys
+   * ahead of use: with many keys nearly every lookup misses the cache twice,
+   * on the slot and on the key. Calls ahead(id) with the probable id of the
+   * key to be interned `AHEAD` later (for the caller's own prefetch), then
+   * each(i, id, added) in order.
+   */
+  template <typename Ahead, typename Each>
+  void intern_all(const uint32_t* keys, const uint32_t* hashes, size_t n, Ahead ahead, Each each) {
+    static_assert(W > 1, "a one-word key is in its slot, which holds no hash");
+    constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
+    for (size_t i = 0; i < n; i++) {
+      if (i + 2 * AHEAD < n) prefetch_slot(hashes[i + 2 * AHEAD]);
+      if (i + AHEAD < n) {
+        int64_t id = prefetch_key(hashes[i + AHEAD]);
+        if (id >= 0) ahead(uint32_t(id));
+      }
+      size_t before = size();
+      uint32_t id = intern(keys + i * W, hashes[i]);
+      each(i, id, id == before);
     }
   }
 
@@ -67,10 +104,6 @@ class Interner {
     h ^= h >> 33;
     return uint32_t(h);
   }
-
-  // With many keys nearly every lookup misses the cache twice, on the slot
-  // and on the key. A caller that knows the next lookups' hashes asks for
-  // the slot well ahead and then, once it has arrived, for the key.
 
   void prefetch_slot(uint32_t h) const { __builtin_prefetch(&slots_[2 * (h & (slots_.size() / 2 - 1))]); }
 
@@ -104,9 +137,10 @@ class Interner {
     // Copied as W words into room kept ahead: a range insert into a vector
     // was a library call, and a memmove, for every new key.
     if (size_ == key_capacity_) grow_keys();
-    uint32_t id = uint32_t(size_++);
-    std::memcpy(&keys_[id * W], k, W * sizeof(uint32_t));
-    if (size_ * 2 > slots_.size() / 2) {
+    std::memcpy(&keys_[size_ * W], k, W * sizeof(uint32_t));
+    size_++;
+    uint32_t id = uint32_t(size() - 1);
+    if (size() * 2 > slots_.size() / 2) {
       grow();
       size_t mask = slots_.size() / 2 - 1;
       for (slot = h & mask; slots_[2 * slot] != 0;) slot = (slot + 1) & mask;
@@ -137,7 +171,8 @@ class Interner {
     keys_ = std::move(grown);
   }
 
-  size_t size_ = 0;
+  size_t size_ = 0;  // keys of every run
+  size_t base_ = 0;  // where the current run's begin
   // Left uninitialized beyond size_ keys, so that unused room is never touched.
   std::unique_ptr<uint32_t[]> keys_;
   size_t key_capacity_;

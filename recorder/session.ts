@@ -19,10 +19,8 @@ interface OpenFile {
   committed: number;
   pendingSegment: boolean;
   lastSegmentAt: number;
-  /** Bytes of NAME.pcap.part.idx written so far (segments that could not be written are skipped). */
+  /** Bytes of NAME.pcap.part.idx written so far. */
   indexBytes: number;
-  /** A segment was skipped: NAME.pcap.part.idx lacks part of the file, and cannot become its index. */
-  gap: boolean;
 }
 
 /** The disk limit, as the session applies it. */
@@ -36,7 +34,6 @@ export interface SessionTotals {
   files: number;
   packets: number;
   bytes: number;
-  flows: number;
 }
 
 export interface SessionHooks {
@@ -63,7 +60,7 @@ export class Session {
   /** Stopped because the disk limit was reached and -4 forbids deleting. */
   limitReached = false;
   private noSpaceSince = 0;
-  readonly totals: SessionTotals = { files: 0, packets: 0, bytes: 0, flows: 0 };
+  readonly totals: SessionTotals = { files: 0, packets: 0, bytes: 0 };
   /** Resolves when the recorder has ended and everything is published; true if all went well. */
   readonly finished: Promise<boolean>;
   private resolveFinished!: (ok: boolean) => void;
@@ -153,7 +150,6 @@ export class Session {
       pendingSegment: false,
       lastSegmentAt: Date.now(),
       indexBytes: 0,
-      gap: false,
     });
   }
 
@@ -201,35 +197,33 @@ export class Session {
   }
 
   private commitSegment(f: OpenFile): void {
-    const segment = f.builder.segment(f.committed);
     f.pendingSegment = false;
     f.lastSegmentAt = Date.now();
+    if (!f.index) return;
+    const segment = f.builder.segment(f.committed);
     try {
-      this.appendSegment(f, segment);
+      if (this.appendSegment(f, f.index, segment)) f.builder.segmentWritten();
     } finally {
       IndexBuilder.release(segment);
     }
   }
 
-  private appendSegment(f: OpenFile, segment: Uint8Array): void {
+  /**
+   * False when the segment could not be written, for lack of room within the
+   * disk limit or on the file system: the next one covers its packets too,
+   * and readers meanwhile see the file up to the last segment written.
+   */
+  private appendSegment(f: OpenFile, index: SegmentedIndex, segment: Uint8Array): boolean {
     const budget = this.limit?.budget;
     const grow = budget ? budget.blocks(f.indexBytes + segment.length + 8) - budget.blocks(f.indexBytes) : 0;
-    // A segment that does not fit is skipped: readers see the file a second
-    // later, and the final index holds everything.
-    if (!f.index || (budget && !budget.take(grow))) {
-      f.gap = true;
-      return;
-    }
-    const index = f.index;
+    if (budget && !budget.take(grow)) return false;
     const appended = this.whileFull(`cannot extend ${f.path}${INDEX_SUFFIX}`, () => {
       index.append(segment);
       return true;
     });
     if (appended) f.indexBytes += segment.length + 8;
-    else {
-      budget?.release(grow);
-      f.gap = true;
-    }
+    else budget?.release(grow);
+    return appended === true;
   }
 
   private commitDueSegments(): void {
@@ -252,7 +246,7 @@ export class Session {
   private publishFile(f: OpenFile, ev: FileDoneEvent): void {
     // Where the file's segments can be its index, only the last one is
     // encoded, and appended to them; otherwise the whole file's.
-    const last = f.index && !f.gap ? f.builder.finishFromSegments(ev.bytes) : undefined;
+    const last = f.index ? f.builder.finishFromSegments(ev.bytes) : undefined;
     const finalIndex = last ?? f.builder.finish(ev.bytes);
     const span = { minNs: f.builder.minNs, maxNs: f.builder.maxNs };
     const budget = this.limit?.budget;
@@ -286,7 +280,6 @@ export class Session {
     this.totals.files++;
     this.totals.packets += ev.packets;
     this.totals.bytes += ev.bytes;
-    this.totals.flows += f.builder.flowCount;
     this.hooks.published?.(published.path, ev.packets, ev.bytes);
     if (budget?.keepAll && this.granted === 0 && !this.grantFile()) {
       // -4: the writer has no file left to write into.

@@ -103,7 +103,6 @@ for (const nano of [false, true]) {
     const b = new IndexBuilder({ linktype: 1, nano, snaplen: 262144 });
     b.add(encodeMeta(records.slice(0, 4)), 4);
     b.add(encodeMeta(records.slice(4)), records.length - 4);
-    assert.equal(b.flowCount, 6);
     const unit = nano ? 1n : 1000n;
     const trunc = (ns: bigint): bigint => (ns / unit) * unit;
     assert.equal(b.minNs, 0n);
@@ -204,6 +203,7 @@ function writeSegmented(pcap: string, records: PacketMetaInit[], bytes: number, 
     const batch = records.slice(cuts[k - 1], cuts[k]);
     b.add(encodeMeta(batch), batch.length);
     idx.append(b.segment(k === cuts.length - 1 ? bytes : records[cuts[k]].offset));
+    b.segmentWritten();
   }
   idx.close();
   return b;
@@ -213,20 +213,21 @@ test('a file being written: segments append, a torn last one is ignored', () => 
   const pcap = path.join(tmp, 'live.pcap.part');
   const { records, bytes } = writePcap(pcap, mixedPackets(), false);
   const b = writeSegmented(pcap, records, bytes, [0, 3, 7, records.length]);
+  const distinct = 6;
 
   const v = readIndexFile(`${pcap}.idx`, { partial: true });
   assert.equal(v.segments, 3);
   assert.equal(v.packets, records.length);
   assert.deepEqual(v.covered, { start: 0, end: bytes });
   // A connection seen in several segments is one flow per segment.
-  assert.ok(v.flowCount > b.flowCount);
+  assert.ok(v.flowCount > distinct);
   const offsets = [...Array(v.flowCount).keys()].flatMap((i) => v.flowOffsets(i)).sort((x, y) => x - y);
   assert.deepEqual(offsets, records.map((r) => r.offset));
   assert.deepEqual(checkIndex(`${pcap}.idx`), []);
 
   // The whole-file index of the same builder still sees each connection once.
   writeIndexFile(path.join(tmp, 'live.pcap.idx'), b.finish(bytes));
-  assert.equal(readIndexFile(path.join(tmp, 'live.pcap.idx')).flowCount, b.flowCount);
+  assert.equal(readIndexFile(path.join(tmp, 'live.pcap.idx')).flowCount, distinct);
   assert.deepEqual(checkIndex(path.join(tmp, 'live.pcap.idx'), pcap), []);
 
   const full = fs.readFileSync(`${pcap}.idx`);
@@ -359,12 +360,12 @@ test("where nearly every packet is a flow of its own, the file's segments become
     const batch = records.slice(cuts[k - 1], cuts[k]);
     b.add(encodeMeta(batch), batch.length);
     idx.append(b.segment(records[cuts[k]].offset));
+    b.segmentWritten();
   }
   const rest = records.slice(cuts[cuts.length - 1]);
   b.add(encodeMeta(rest), rest.length);
   const last = b.finishFromSegments(bytes);
   assert.ok(last, 'three segments of new flows and a last one make the index');
-  assert.equal(b.flowCount, records.length);
   assert.throws(() => b.finish(bytes), /called twice|after finish/);
   const published = path.join(tmp, 'kept.pcap.idx');
   idx.publish(last, published);
@@ -410,6 +411,40 @@ test("where nearly every packet is a flow of its own, the file's segments become
   assert.deepEqual(flows(c), flows(w));
 });
 
+test('a segment that was not written is covered again by the next one, and the segments still become the index', () => {
+  const pcap = path.join(tmp, 'unwritten.pcap.part');
+  const { records, bytes } = writePcap(pcap, oneFlowEach(12_000), false);
+  const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
+  const idx = createSegmentedIndex(`${pcap}.idx`);
+  const add = (from: number, to: number): void => b.add(encodeMeta(records.slice(from, to)), to - from);
+  add(0, 5000);
+  idx.append(b.segment(records[5000].offset));
+  b.segmentWritten();
+  add(5000, 9000);
+  b.segment(records[9000].offset); // say the disk was full: never appended
+  add(9000, 10_000);
+  assert.throws(() => b.segmentWritten(), /without a segment\(\) since the last add\(\)/);
+  idx.append(b.segment(records[10_000].offset));
+  b.segmentWritten();
+  // Readers of the file being written see it whole up to the last segment written.
+  const part = readIndexFile(`${pcap}.idx`, { partial: true });
+  assert.equal(part.segments, 2);
+  assert.equal(part.packets, 10_000);
+  assert.deepEqual(part.covered, { start: 0, end: records[10_000].offset });
+  assert.deepEqual(checkIndex(`${pcap}.idx`), []);
+
+  add(10_000, 12_000);
+  const last = b.finishFromSegments(bytes);
+  assert.ok(last);
+  const published = path.join(tmp, 'unwritten.pcap.idx');
+  idx.publish(last, published);
+  const v = readIndexFile(published);
+  assert.equal(v.segments, 3);
+  assert.equal(v.packets, records.length);
+  assert.equal(v.flowCount, records.length);
+  assert.deepEqual(checkIndex(published, pcap), []);
+});
+
 test('a file whose segments would make a poor index gets one of the whole file', () => {
   const index = (packets: Packet[], cuts: number[]): { b: IndexBuilder; bytes: number } => {
     const pcap = path.join(tmp, 'poor.pcap');
@@ -418,7 +453,10 @@ test('a file whose segments would make a poor index gets one of the whole file',
     for (let k = 1; k < cuts.length; k++) {
       const batch = records.slice(cuts[k - 1], cuts[k]);
       b.add(encodeMeta(batch), batch.length);
-      if (k < cuts.length - 1) b.segment(records[cuts[k]].offset);
+      if (k < cuts.length - 1) {
+        b.segment(records[cuts[k]].offset);
+        b.segmentWritten();
+      }
     }
     return { b, bytes };
   };
@@ -440,6 +478,11 @@ test('a file whose segments would make a poor index gets one of the whole file',
   const repeated = [...again, ...again, ...again].map((p, i) => ({ ...p, tsNs: T0 + BigInt(i) * 1000n }));
   const rep = index(repeated, [0, 300, 600, 900]);
   refused(rep.b, rep.bytes, 300);
+  // Both: 20 segments of the same 50 flows (merged into the whole file's flows after the 16th).
+  const flows50 = oneFlowEach(50);
+  const twenty = Array.from({ length: 1000 }, (_, i) => ({ ...flows50[i % 50], tsNs: T0 + BigInt(i) * 1000n }));
+  const both = index(twenty, Array.from({ length: 21 }, (_, k) => k * 50));
+  refused(both.b, both.bytes, 50);
   // More than 16384 flows in segments without key tables (each under 4096 flows).
   const small = index(oneFlowEach(24_000), [0, 4000, 8000, 12_000, 16_000, 20_000, 24_000]);
   refused(small.b, small.bytes, 24_000);
@@ -545,8 +588,10 @@ test('offsets past 4 GiB survive segments and the whole-file index', () => {
   const idx = createSegmentedIndex(file);
   b.add(encodeMeta(offsets.slice(0, 2).map(rec)), 2);
   idx.append(b.segment(G4));
+  b.segmentWritten();
   b.add(encodeMeta(offsets.slice(2).map((o, i) => rec(o, i + 2))), 4);
   idx.append(b.segment(3 * G4));
+  b.segmentWritten();
   idx.close();
   const whole = path.join(tmp, 'huge.pcap.idx');
   writeIndexFile(whole, b.finish(3 * G4));
@@ -578,7 +623,7 @@ test('builder refuses offsets that do not increase', () => {
 // Stenographer took 22 B a packet.
 /** 300,000 packets in 100,000 flows, indexed once for the tests that need an index of some size. */
 const synthetic = (() => {
-  let built: { index: Uint8Array; fileBytes: number; packets: number; flowCount: number; addNs: bigint } | undefined;
+  let built: { index: Uint8Array; fileBytes: number; packets: number; addNs: bigint } | undefined;
   return () => {
     if (built) return built;
     const b = new IndexBuilder({ linktype: 1, nano: false, snaplen: 0 });
@@ -588,22 +633,21 @@ const synthetic = (() => {
       b.add(meta, count);
       addNs += process.hrtime.bigint() - t;
     });
-    built = { index: b.finish(r.fileBytes), fileBytes: r.fileBytes, packets: r.packets, flowCount: b.flowCount, addNs };
+    built = { index: b.finish(r.fileBytes), fileBytes: r.fileBytes, packets: r.packets, addNs };
     return built;
   };
 })();
 
 test('index size on synthetic traffic: at most 15 bytes a packet at 3 packets a flow', () => {
-  const { index, fileBytes, packets, flowCount, addNs } = synthetic();
-  const perPacket = index.length / packets;
-  console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / fileBytes).toFixed(2)}% of the pcap, ` +
-    `${flowCount} flows, add() ${Math.round(packets / (Number(addNs) / 1e9))} records/s`);
-  assert.equal(flowCount, 100_000);
-  assert.ok(perPacket <= 15, `${perPacket} bytes/packet`);
-
+  const { index, fileBytes, packets, addNs } = synthetic();
   const file = path.join(tmp, 'synthetic.pcap.idx');
   writeIndexFile(file, index);
   const v = readIndexFile(file);
+  const perPacket = index.length / packets;
+  console.log(`index: ${perPacket.toFixed(2)} bytes/packet, ${((100 * index.length) / fileBytes).toFixed(2)}% of the pcap, ` +
+    `${v.flowCount} flows, add() ${Math.round(packets / (Number(addNs) / 1e9))} records/s`);
+  assert.equal(v.flowCount, 100_000);
+  assert.ok(perPacket <= 15, `${perPacket} bytes/packet`);
   assert.equal(v.packets, 300_000);
   assert.equal(v.flowCount, 100_000);
   let total = 0;
@@ -750,10 +794,12 @@ test('a segment that does not fit is not appended, and the next one that fits fo
       Array.from({ length: 10 }, (_, k) => ({ tsNs: BigInt(from + k), offset: from + 100 * k, caplen: 84, flags: 0 }));
     b.add(encodeMeta(records(24)), 10);
     idx.append(b.segment(1024));
+    b.segmentWritten();
     const big = synthetic().index;
     assert.throws(() => idx.append(big), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
     b.add(encodeMeta(records(1024)), 10);
     idx.append(b.segment(2024));
+    b.segmentWritten();
     idx.close();
     const v = readIndexFile(path.join(dir, 'f.pcap.part.idx'), { partial: true });
     assert.equal(v.segments, 2);
