@@ -2,8 +2,8 @@
 // time table, and the segment / file boundaries.
 #include "index_builder.h"
 
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include <malloc.h>
