@@ -10,6 +10,13 @@ import { createSegmentedIndex, SegmentedIndex, writeIndexFile } from './index-fi
 
 /** A file being written is searchable up to its last segment, at most this old. */
 const SEGMENT_INTERVAL_MS = 1000;
+/**
+ * While segments cannot be written, each attempt encodes everything since
+ * the last written one: the wait doubles after each failure, up to this, so
+ * that a full disk has the same packets encoded a few times rather than once
+ * a second.
+ */
+const SEGMENT_RETRY_MAX_MS = 16_000;
 
 interface OpenFile {
   path: string;
@@ -19,6 +26,8 @@ interface OpenFile {
   committed: number;
   pendingSegment: boolean;
   lastSegmentAt: number;
+  /** Time from one segment to the next: SEGMENT_INTERVAL_MS, longer after failures. */
+  segmentEvery: number;
   /** Bytes of NAME.pcap.part.idx written so far. */
   indexBytes: number;
 }
@@ -149,6 +158,7 @@ export class Session {
       committed: 0, // set by the first batch, before any segment is due
       pendingSegment: false,
       lastSegmentAt: Date.now(),
+      segmentEvery: SEGMENT_INTERVAL_MS,
       indexBytes: 0,
     });
   }
@@ -193,7 +203,7 @@ export class Session {
     this.hooks.batch?.(ev.meta, ev.count);
     f.committed = ev.committed;
     f.pendingSegment = true;
-    if (Date.now() - f.lastSegmentAt >= SEGMENT_INTERVAL_MS) this.commitSegment(f);
+    if (Date.now() - f.lastSegmentAt >= f.segmentEvery) this.commitSegment(f);
   }
 
   private commitSegment(f: OpenFile): void {
@@ -202,7 +212,9 @@ export class Session {
     if (!f.index) return;
     const segment = f.builder.segment(f.committed);
     try {
-      if (this.appendSegment(f, f.index, segment)) f.builder.segmentWritten();
+      const written = this.appendSegment(f, f.index, segment);
+      if (written) f.builder.segmentWritten();
+      f.segmentEvery = written ? SEGMENT_INTERVAL_MS : Math.min(2 * f.segmentEvery, SEGMENT_RETRY_MAX_MS);
     } finally {
       IndexBuilder.release(segment);
     }
@@ -228,7 +240,7 @@ export class Session {
 
   private commitDueSegments(): void {
     for (const f of this.files.values()) {
-      if (f.pendingSegment && Date.now() - f.lastSegmentAt >= SEGMENT_INTERVAL_MS) this.commitSegment(f);
+      if (f.pendingSegment && Date.now() - f.lastSegmentAt >= f.segmentEvery) this.commitSegment(f);
     }
   }
 
