@@ -1,5 +1,6 @@
 #include "chunker.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "parse.h"
@@ -36,6 +37,7 @@ void Chunker::write(const uint8_t* p, size_t n) {
   while (n > 0) {
     if (cur_->len == cur_->cap) {
       uint64_t next_offset = cur_->offset + cur_->cap;
+      meta_hint_ = cur_->count + cur_->count / 8;
       out_.push(cur_);
       cur_ = pool_.get();
       cur_->reset_for(file_seq_, next_offset);
@@ -51,7 +53,7 @@ void Chunker::write(const uint8_t* p, size_t n) {
 
 PacketMeta& Chunker::next_meta() {
   if (cur_->count == cur_->meta_cap) {
-    uint32_t cap = cur_->meta_cap ? cur_->meta_cap * 2 : 1024;
+    uint32_t cap = cur_->meta_cap ? cur_->meta_cap * 2 : std::max<uint32_t>(meta_hint_, 1024);
     auto* m = static_cast<PacketMeta*>(realloc(cur_->meta, size_t(cap) * sizeof(PacketMeta)));
     if (!m) abort();
     cur_->meta = m;
