@@ -293,6 +293,11 @@ void IndexBuilder::merge_segments() {
   whole_ = true;
 }
 
+/** Whether `entries` segment flows would repeat too many of the file's distinct ones. */
+bool IndexBuilder::repeats(size_t entries) const {
+  return double(entries) * KEPT_REPEAT_DEN > distinct_.estimate() * KEPT_REPEAT_NUM;
+}
+
 IndexBuilder::Span IndexBuilder::open_segment(uint64_t end, bool keys) const {
   const size_t entry = a_.seg_flows.kept() - a_.seg_flows.size();
   return Span{seg_start_,
@@ -344,9 +349,11 @@ void IndexBuilder::end_segment(uint64_t end, bool keys) {
   seg_start_ = end;
   seg_packet_ = a_.pkt_flow.size();
   seg_block_ = blocks_.size();
-  // A last segment after these would be one too many for the file's index:
-  // it will be finish()'s, which needs the whole file's flows.
-  if (!whole_ && segments_ + 1 > KEPT_SEGMENTS_MAX) merge_segments();
+  // A last segment after these would be one too many for the file's index,
+  // or they repeat their flows (and would hold them many times over until
+  // the file is done): the index will be finish()'s, which needs the whole
+  // file's flows. Repeats seldom fade once flows last for seconds.
+  if (!whole_ && (segments_ + 1 > KEPT_SEGMENTS_MAX || repeats(segment_flows_))) merge_segments();
 }
 
 std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
@@ -368,8 +375,7 @@ std::string IndexBuilder::finish_from_segments(uint64_t file_bytes, Encoded& out
   if (!err.empty()) return err;
   if (whole_) return {};
   size_t entries = segment_flows_ + a_.seg_flows.size();
-  if (segments_ + 1 > KEPT_SEGMENTS_MAX || double(entries * KEPT_REPEAT_DEN) > distinct_.estimate() * KEPT_REPEAT_NUM ||
-      unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
+  if (segments_ + 1 > KEPT_SEGMENTS_MAX || repeats(entries) || unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
     return {};
   }
   // The last segment always has key tables: a small one costs little, and

@@ -167,6 +167,7 @@ class IndexBuilder {
   std::string check_end(uint64_t end) const;
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
+  bool repeats(size_t entries) const;
   Span open_segment(uint64_t end, bool keys) const;
   void end_segment(uint64_t end, bool keys);
   void merge(size_t first_entry, size_t end_entry, size_t first_packet, size_t end_packet);
@@ -212,8 +213,8 @@ class IndexBuilder {
    * While the segments may become the file's index, their flows are kept
    * per segment only: where nearly every packet is a flow of its own, a
    * table of the whole file's missed the cache on every packet. They are
-   * merged into a_.flows (whole_) when the file has too many segments, or
-   * at finish().
+   * merged into a_.flows (whole_) when the file has too many segments or
+   * its segments repeat too many flows, or at finish().
    */
   bool whole_ = false;
   /** Written segments not merged yet: their first entry of a_.seg_flows and first packet. */
