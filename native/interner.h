@@ -172,7 +172,7 @@ class Interner {
   }
 
   size_t size_ = 0;  // keys of every run
-  size_t base_ = 0;  // where the current run's begin
+  size_t base_ = 0;  // where the current run's keys begin
   // Left uninitialized beyond size_ keys, so that unused room is never touched.
   std::unique_ptr<uint32_t[]> keys_;
   size_t key_capacity_;
