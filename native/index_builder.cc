@@ -166,7 +166,7 @@ std::string IndexBuilder::add(const PacketMeta* meta, size_t count) {
     batch_hash_[i] = a_.seg_flows.hash(&batch_keys_[i * KEY_WORDS]);
   }
 
-  const size_t entry0 = a_.seg_flows.kept() - a_.seg_flows.size();
+  const size_t entry0 = a_.seg_flows.run_start();
   a_.seg_flows.intern_all(
       batch_keys_.data(), batch_hash_.data(), count, [&](uint32_t l) { __builtin_prefetch(&a_.entry_stats[entry0 + l]); },
       [&](size_t i, uint32_t l, bool added) {
@@ -279,13 +279,12 @@ void IndexBuilder::merge(size_t first_entry, size_t end_entry, size_t first_pack
 
 /** Merges every written segment not merged yet, and the open one, into the whole file's flows; from now on each is merged when written. */
 void IndexBuilder::merge_segments() {
-  const size_t open_entry = a_.seg_flows.kept() - a_.seg_flows.size();
+  unmerged_.push_back(Unmerged{a_.seg_flows.run_start(), seg_packet_});
+  const Unmerged end{a_.seg_flows.kept(), a_.pkt_flow.size()};
   for (size_t k = 0; k < unmerged_.size(); k++) {
-    bool next = k + 1 < unmerged_.size();
-    merge(unmerged_[k].entry, next ? unmerged_[k + 1].entry : open_entry, unmerged_[k].packet,
-          next ? unmerged_[k + 1].packet : seg_packet_);
+    const Unmerged& next = k + 1 < unmerged_.size() ? unmerged_[k + 1] : end;
+    merge(unmerged_[k].entry, next.entry, unmerged_[k].packet, next.packet);
   }
-  merge(open_entry, a_.seg_flows.kept(), seg_packet_, a_.pkt_flow.size());
   unmerged_.clear();
   a_.seg_flows.clear();
   a_.entry_stats.clear();
@@ -298,8 +297,11 @@ bool IndexBuilder::repeats(size_t entries) const {
   return double(entries) * KEPT_REPEAT_DEN > distinct_.estimate() * KEPT_REPEAT_NUM;
 }
 
+/** Whether the open segment gets key tables when it is not the file's last. */
+bool IndexBuilder::open_keys() const { return a_.seg_flows.size() >= SEGMENT_KEYS_MIN; }
+
 IndexBuilder::Span IndexBuilder::open_segment(uint64_t end, bool keys) const {
-  const size_t entry = a_.seg_flows.kept() - a_.seg_flows.size();
+  const size_t entry = a_.seg_flows.run_start();
   return Span{seg_start_,
               end,
               a_.entry_stats.data() + entry,
@@ -319,41 +321,33 @@ std::string IndexBuilder::segment(uint64_t committed, Encoded& out) {
   std::string err = check_end(committed);
   if (!err.empty()) return err;
   close_block();
-  bool keys = a_.seg_flows.size() >= SEGMENT_KEYS_MIN;
-  out = encode(open_segment(committed, keys));
+  out = encode(open_segment(committed, open_keys()));
   encoded_ = true;
   encoded_end_ = committed;
-  encoded_keys_ = keys;
   return {};
 }
 
 std::string IndexBuilder::segment_written() {
   if (finished_) return "IndexBuilder.segmentWritten() after finish()";
   if (!encoded_) return "IndexBuilder.segmentWritten() without a segment() since the last add()";
-  end_segment(encoded_end_, encoded_keys_);
-  return {};
-}
-
-/** The open segment is written, ending at `end`: a new one opens. */
-void IndexBuilder::end_segment(uint64_t end, bool keys) {
+  // No add() since segment(): the open segment is the one encoded, and a new one opens.
   encoded_ = false;
-  segments_++;
-  segment_flows_ += a_.seg_flows.size();
-  if (!keys) unkeyed_flows_ += a_.seg_flows.size();
+  if (!open_keys()) unkeyed_flows_ += a_.seg_flows.size();
   if (whole_) {
     merge_segments();
   } else {
-    unmerged_.push_back(Unmerged{a_.seg_flows.kept() - a_.seg_flows.size(), seg_packet_});
+    unmerged_.push_back(Unmerged{a_.seg_flows.run_start(), seg_packet_});
     a_.seg_flows.restart();
   }
-  seg_start_ = end;
+  seg_start_ = encoded_end_;
   seg_packet_ = a_.pkt_flow.size();
   seg_block_ = blocks_.size();
   // A last segment after these would be one too many for the file's index,
   // or they repeat their flows (and would hold them many times over until
   // the file is done): the index will be finish()'s, which needs the whole
   // file's flows. Repeats seldom fade once flows last for seconds.
-  if (!whole_ && (segments_ + 1 > KEPT_SEGMENTS_MAX || repeats(segment_flows_))) merge_segments();
+  if (!whole_ && (unmerged_.size() + 1 > KEPT_SEGMENTS_MAX || repeats(a_.seg_flows.run_start()))) merge_segments();
+  return {};
 }
 
 std::string IndexBuilder::finish(uint64_t file_bytes, Encoded& out) {
@@ -374,8 +368,7 @@ std::string IndexBuilder::finish_from_segments(uint64_t file_bytes, Encoded& out
   std::string err = check_end(file_bytes);
   if (!err.empty()) return err;
   if (whole_) return {};
-  size_t entries = segment_flows_ + a_.seg_flows.size();
-  if (segments_ + 1 > KEPT_SEGMENTS_MAX || repeats(entries) || unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
+  if (unmerged_.size() + 1 > KEPT_SEGMENTS_MAX || repeats(a_.seg_flows.kept()) || unkeyed_flows_ > KEPT_UNKEYED_FLOWS_MAX) {
     return {};
   }
   // The last segment always has key tables: a small one costs little, and

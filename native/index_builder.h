@@ -102,7 +102,6 @@ class DistinctCount {
     if (rank > r) r = rank;
   }
   double estimate() const;
-  void clear() { registers_.fill(0); }
 
  private:
   static constexpr unsigned BITS = 12;
@@ -168,8 +167,8 @@ class IndexBuilder {
   void to_block(uint64_t offset, uint64_t ticks);
   void close_block();
   bool repeats(size_t entries) const;
+  bool open_keys() const;
   Span open_segment(uint64_t end, bool keys) const;
-  void end_segment(uint64_t end, bool keys);
   void merge(size_t first_entry, size_t end_entry, size_t first_packet, size_t end_packet);
   void merge_segments();
   void end();
@@ -204,11 +203,8 @@ class IndexBuilder {
   // The last segment() result, until add() or segment_written().
   bool encoded_ = false;
   uint64_t encoded_end_ = 0;
-  bool encoded_keys_ = false;
-  // Segments written so far, and the flows they hold (a flow once per segment it is in).
-  size_t segments_ = 0;
-  size_t segment_flows_ = 0;
-  size_t unkeyed_flows_ = 0;  // in segments without key tables
+  // Flows of the written segments without key tables (a flow once per segment it is in).
+  size_t unkeyed_flows_ = 0;
   /**
    * While the segments may become the file's index, their flows are kept
    * per segment only: where nearly every packet is a flow of its own, a
@@ -217,7 +213,11 @@ class IndexBuilder {
    * its segments repeat too many flows, or at finish().
    */
   bool whole_ = false;
-  /** Written segments not merged yet: their first entry of a_.seg_flows and first packet. */
+  /**
+   * Written segments not merged yet: their first entry of a_.seg_flows and
+   * first packet. Until whole_, they are all the written segments, and their
+   * entries end where the open segment's begin (a_.seg_flows.run_start()).
+   */
   struct Unmerged {
     size_t entry, packet;
   };

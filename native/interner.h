@@ -33,6 +33,8 @@ class Interner {
   const uint32_t* key(size_t id) const { return keys_.get() + (base_ + id) * W; }
   /** Keys of every run since clear(), in order; kept_key(i) for i below it. */
   size_t kept() const { return size_; }
+  /** Where the current run's keys begin among them. */
+  size_t run_start() const { return base_; }
   const uint32_t* kept_key(size_t i) const { return keys_.get() + i * W; }
 
   /** Forgets every key, keeping the memory. */
