@@ -19,7 +19,7 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
       "cflags_cc!": ["-fno-rtti"],
-      "libraries": ["-lpcap", "-lpthread"]
+      "libraries": ["-lpcap", "-lisal", "-lpthread"]
     }
   ]
 }

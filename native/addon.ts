@@ -154,6 +154,7 @@ interface Addon {
   libpcapVersion(): string;
   prefetch(fd: number, position: number, length: number): void;
   writeDirect(fd: number, position: number, parts: Uint8Array[]): number;
+  crc32(data: Uint8Array, crc: number): number;
   peerCredentials(fd: number): PeerCredentials | null;
   userName(uid: number): string | null;
   userGroups(name: string): string[] | null;
@@ -204,6 +205,9 @@ export const DIRECT_ALIGN = 4096;
  * cuts the file where they end; returns 0, or a negative errno.
  */
 export const writeDirect = (fd: number, position: number, parts: Uint8Array[]): number => addon.writeDirect(fd, position, parts);
+
+/** zlib's CRC-32 of `data` (as zlib.crc32), continuing `crc`, a dozen times faster. */
+export const crc32 = (data: Uint8Array, crc = 0): number => addon.crc32(data, crc);
 
 /** Where and why a walk of pcap records stopped. */
 export type RecordsStop = 'more' | 'zeros' | 'invalid';

@@ -120,22 +120,22 @@ class Postings {
    * instead of a dictionary scan. `dense` tables (dictionaries) have a flow
    * for every key and write no key.
    */
-  Postings(unsigned key_bits, bool dense, size_t capacity) : key_bits_(key_bits), dense_(dense) {
-    pairs_.reserve(capacity);
-  }
+  Postings(unsigned key_bits, bool dense, size_t capacity)
+      : key_bits_(key_bits), dense_(dense), pairs_(new uint64_t[capacity]) {}
 
   /** About what write() takes: a flow a byte or two, a key a few, a checkpoint 8. */
-  size_t bytes_estimate() const { return pairs_.empty() ? 0 : 4 * pairs_.size() + 64; }
+  size_t bytes_estimate() const { return size_ == 0 ? 0 : 4 * size_ + 64; }
 
-  void add(uint32_t key, uint32_t flow) { pairs_.push_back(uint64_t(key) << 32 | flow); }
+  /** At most `capacity` of them: each flow adds one or two pairs to a table of room for two a flow. */
+  void add(uint32_t key, uint32_t flow) { pairs_[size_++] = uint64_t(key) << 32 | flow; }
 
   /** Writes the table's entries to `fb` (once); write_table() then writes the rest. */
   void write_entries(FlatBuilder& fb) {
-    const size_t n = pairs_.size();
+    const size_t n = size_;
     if (n == 0) return;
     // Stable, so each key's flows stay increasing.
     std::unique_ptr<uint64_t[]> spare(new uint64_t[n]);
-    const uint64_t* sorted = sort_by_key(pairs_.data(), spare.get(), n, key_bits_);
+    const uint64_t* sorted = sort_by_key(pairs_.get(), spare.get(), n, key_bits_);
 
     VarintSink sink(2 * n + 16);
     uint32_t prev_key = 0, prev_first = 0;
@@ -156,7 +156,7 @@ class Postings {
       for (size_t q = from + 1; q < to; q++) sink.uv(uint32_t(sorted[q]) - uint32_t(sorted[q - 1]));
     }
     spare.reset();
-    release(pairs_);
+    pairs_.reset();
     entries_ = fb.bytes(sink.data(), sink.size());
   }
 
@@ -185,7 +185,8 @@ class Postings {
  private:
   unsigned key_bits_;
   bool dense_;
-  std::vector<uint64_t> pairs_;
+  std::unique_ptr<uint64_t[]> pairs_;  // uninitialized: pages of unused room are never touched
+  size_t size_ = 0;
   uint32_t count_ = 0, entries_ = 0;
   std::vector<uint32_t> cp_key_, cp_at_;
 };

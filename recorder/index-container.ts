@@ -15,8 +15,7 @@
 // and npcaprepair rebuilds them.
 import fs from 'node:fs';
 import util from 'node:util';
-import zlib from 'node:zlib';
-import { DIRECT_ALIGN, writeDirect } from '../native/addon';
+import { DIRECT_ALIGN, crc32, writeDirect } from '../native/addon';
 
 const CONTAINER_VERSION = 2;
 const MAGIC = Buffer.from('N2IX', 'latin1');
@@ -64,7 +63,7 @@ function header(): Buffer {
 function frameCrc(length: number, crcs: Uint8Array): number {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(length);
-  return zlib.crc32(crcs, zlib.crc32(len));
+  return crc32(crcs, crc32(len));
 }
 
 /** What goes before a segment: its length, the frame checksum, the block checksums and the padding. */
@@ -73,7 +72,7 @@ function frameHeader(segment: Uint8Array): Buffer {
   const b = Buffer.alloc(head);
   b.writeUInt32LE(segment.length, 0);
   for (let k = 0, at = 0; at < segment.length; k++, at += BLOCK_BYTES) {
-    b.writeUInt32LE(zlib.crc32(segment.subarray(at, at + BLOCK_BYTES)), FRAME_BYTES + 4 * k);
+    b.writeUInt32LE(crc32(segment.subarray(at, at + BLOCK_BYTES)), FRAME_BYTES + 4 * k);
   }
   b.writeUInt32LE(frameCrc(segment.length, b.subarray(FRAME_BYTES, head)), 4);
   return b;
@@ -313,7 +312,7 @@ export class SegmentBytes {
     if (fetch) this.fetch?.(this.bytes.subarray(from, to), this.at + from);
     for (let b = first; b < end; b++) {
       const s = b << BLOCK_SHIFT;
-      if (zlib.crc32(this.bytes.subarray(s, Math.min(s + BLOCK_BYTES, to))) !== this.crcs[b]) {
+      if (crc32(this.bytes.subarray(s, Math.min(s + BLOCK_BYTES, to))) !== this.crcs[b]) {
         this.fail(`checksum mismatch (byte ${this.at + s})`);
       }
       this.checked[b] = 1;

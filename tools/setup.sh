@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="libpcap-dev libpam0g-dev tcpdump tshark tcpreplay libpam-wrapper strace flatbuffers-compiler lz4 zstd
+PACKAGES="libpcap-dev libisal-dev libpam0g-dev tcpdump tshark tcpreplay libpam-wrapper strace flatbuffers-compiler lz4 zstd
   netsniff-ng iproute2 ethtool procps systemd"
 
 missing=""
