@@ -123,6 +123,7 @@ const TOOLS: ToolSpec[] = [
 ];
 
 interface Result {
+  traffic: Traffic;
   size: number;
   rate: string;
   tool: string;
@@ -210,16 +211,28 @@ function summarizeRss(samples: { t: number; mb: number }[], stopT: number): RssS
   };
 }
 
-/** A trafgen packet: Ethernet, IPv4, UDP, with random addresses and ports (many flows) and the IP id. */
-function trafgenConfig(size: number): string {
+/**
+ * What trafgen sends. `random`: random addresses and ports, nearly every
+ * packet a flow of its own, the flow index's worst case. `flows`: 52,961
+ * clients (10.1.a.b, where a counts through 251 values and b through 211,
+ * one step a packet) sending to one server port, each flow coming back every
+ * 52,961 packets: at 0.48 Mpps, about 9 packets a flow each second.
+ */
+const TRAFFIC = ['random', 'flows'] as const;
+type Traffic = (typeof TRAFFIC)[number];
+
+/** A trafgen packet: Ethernet, IPv4, UDP, with a random IP id. */
+function trafgenConfig(traffic: Traffic, size: number): string {
   if (size < 60 || size > 1514) throw new Error(`frame size ${size} outside 60..1514`);
+  const endpoints = traffic === 'random'
+    ? 'drnd(4), drnd(4),\n  drnd(2), drnd(2),'
+    : '10, 1, dinc(0, 250), dinc(0, 210), 10, 2, 0, 1,\n  c16(40000), c16(4789),';
   return `{
   0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
   0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
   c16(0x0800),
   0x45, 0x00, c16(${size - 14}), drnd(2), c16(0x4000), 64, 17, c16(0),
-  drnd(4), drnd(4),
-  drnd(2), drnd(2), c16(${size - 34}), c16(0),
+  ${endpoints} c16(${size - 34}), c16(0),
   fill(0x00, ${size - 42})
 }
 `;
@@ -252,7 +265,7 @@ async function childOf(pid: number, child: Child): Promise<number> {
   throw new Error(`no child process under ${pid}:\n${child.output().slice(-2000)}`);
 }
 
-async function measure(tool: ToolSpec, size: number, rate: string, seconds: number, tag: string, cfgFile: string): Promise<Result> {
+async function measure(tool: ToolSpec, traffic: Traffic, size: number, rate: string, seconds: number, tag: string, cfgFile: string): Promise<Result> {
   const notes: string[] = [];
   const veth = new VethPair(tag);
   const dir = scratchDir(WORK_ROOT);
@@ -340,7 +353,7 @@ async function measure(tool: ToolSpec, size: number, rate: string, seconds: numb
       if (/internal error|warning:/.test(toolOut)) notes.push(toolOut.split('\n').find((l) => /internal error|warning:/.test(l)) ?? '');
     }
     return {
-      size, rate, tool: tool.name, sent, arrived, seconds: genSec, stored: count.packets,
+      traffic, size, rate, tool: tool.name, sent, arrived, seconds: genSec, stored: count.packets,
       toolStored: rep.stored, toolDropped: rep.dropped,
       cpuSec: user + sys - cpu0, startCpuSec: cpu0, busy: (cpu1 - cpu0) / wall, rssMB: rssKB / 1024,
       rss: summarizeRss(rss.samples, stopT),
@@ -362,13 +375,13 @@ const pct = (a: number, b: number): number => (b > 0 ? (100 * a) / b : 0);
 const fmtPct = (p: number): string => (p > 0 && p < 0.01 ? p.toExponential(0) : p.toFixed(2));
 
 function printTable(results: Result[]): void {
-  const head = ['size', 'rate', 'tool', 'sent', 'Mpps', 'Gbit/s', 'stored', 'lost', 'lost%', 'ns/pkt', 'busy%', 'start s', 'RSS MB', `RSS@${STEADY_AFTER_S}`, 'RSS pk', 'RSS end', 'growth', 'disk MB/s', 'dev MB/s', 'stop s', 'other%'];
-  const w = [5, 5, 12, 10, 6, 6, 10, 10, 6, 7, 6, 7, 7, 7, 7, 7, 7, 9, 8, 6, 6];
+  const head = ['traffic', 'size', 'rate', 'tool', 'sent', 'Mpps', 'Gbit/s', 'stored', 'lost', 'lost%', 'ns/pkt', 'busy%', 'start s', 'RSS MB', `RSS@${STEADY_AFTER_S}`, 'RSS pk', 'RSS end', 'growth', 'disk MB/s', 'dev MB/s', 'stop s', 'other%'];
+  const w = [7, 5, 5, 12, 10, 6, 6, 10, 10, 6, 7, 6, 7, 7, 7, 7, 7, 7, 9, 8, 6, 6];
   console.log(formatRow(head, w, 3));
   for (const r of results) {
     const lost = r.sent - r.stored;
     console.log(formatRow([
-      r.size, r.rate, r.tool, r.sent, (r.sent / r.seconds / 1e6).toFixed(3),
+      r.traffic, r.size, r.rate, r.tool, r.sent, (r.sent / r.seconds / 1e6).toFixed(3),
       ((r.sent * r.size * 8) / r.seconds / 1e9).toFixed(2),
       r.stored, lost, fmtPct(pct(lost, r.sent)), r.stored ? ((r.cpuSec / r.stored) * 1e9).toFixed(0) : '-',
       (r.busy * 100).toFixed(0), r.startCpuSec.toFixed(2), r.rssMB.toFixed(0),
@@ -383,14 +396,17 @@ function printTable(results: Result[]): void {
     const said = r.toolDropped ? [`tool reports ${r.toolDropped} kernel drops`] : [];
     const unaccounted = r.toolDropped !== undefined ? r.sent - r.stored - r.toolDropped : 0;
     if (unaccounted) said.push(`${unaccounted} lost without a drop count`);
-    console.log(`  ${r.size} B ${r.rate} ${r.tool}: ${[...said, ...r.notes].join('; ')}`);
+    console.log(`  ${r.traffic} ${r.size} B ${r.rate} ${r.tool}: ${[...said, ...r.notes].join('; ')}`);
   }
 }
 
 function printRatios(results: Result[]): void {
   console.log('\nn2disk-ts against each peer, same size and rate (loss and CPU per stored packet; < 1 is better):');
   const groups = new Map<string, Result[]>();
-  for (const r of results) groups.set(`${r.size} B ${r.rate}`, [...(groups.get(`${r.size} B ${r.rate}`) ?? []), r]);
+  for (const r of results) {
+    const key = `${r.traffic} ${r.size} B ${r.rate}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
   for (const [key, rs] of groups) {
     const n = rs.find((r) => r.tool === 'n2disk-ts');
     if (!n) continue;
@@ -418,6 +434,7 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '15' },
       sizes: { type: 'string', default: '100,1500' },
       rates: { type: 'string', default: '0.5,1,max' },
+      traffic: { type: 'string', default: 'random' },
       tools: { type: 'string', default: TOOLS.map((t) => t.name).join(',') },
       json: { type: 'string' },
       'quiet-wait': { type: 'string', default: '30' },
@@ -426,6 +443,11 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const sizes = values.sizes.split(',').map(Number);
   const rates = values.rates.split(',');
+  const traffics = values.traffic.split(',').map((t) => {
+    const known = TRAFFIC.find((x) => x === t);
+    if (!known) throw new Error(`unknown --traffic ${t} (have ${TRAFFIC.join(', ')})`);
+    return known;
+  });
   const tools = values.tools.split(',').map((n) => {
     const t = TOOLS.find((x) => x.name === n);
     if (!t) throw new Error(`unknown tool ${n} (have ${TOOLS.map((x) => x.name).join(', ')})`);
@@ -446,16 +468,16 @@ async function main(): Promise<void> {
   process.on('exit', () => fs.rmSync(cfgDir, { recursive: true, force: true }));
   const results: Result[] = [];
   let k = 0;
-  for (const size of sizes) {
-    const cfgFile = path.join(cfgDir, `${size}.cfg`);
-    fs.writeFileSync(cfgFile, trafgenConfig(size));
+  for (const [traffic, size] of traffics.flatMap((t) => sizes.map((s) => [t, s] as const))) {
+    const cfgFile = path.join(cfgDir, `${traffic}-${size}.cfg`);
+    fs.writeFileSync(cfgFile, trafgenConfig(traffic, size));
     for (const rate of rates) {
       for (const tool of tools) {
         // Other work on a 2-core machine moves the figures more than anything measured here.
         const load = await waitQuiet(0.15, Number(values['quiet-wait']) * 1000);
-        process.stderr.write(`${size} B, ${rate === 'max' ? 'max' : `${rate} Mpps`}, ${tool.name}${load >= 0.15 ? ` (machine busy: ${(load * 100).toFixed(0)}% of a core)` : ''}...\n`);
+        process.stderr.write(`${traffic}, ${size} B, ${rate === 'max' ? 'max' : `${rate} Mpps`}, ${tool.name}${load >= 0.15 ? ` (machine busy: ${(load * 100).toFixed(0)}% of a core)` : ''}...\n`);
         try {
-          const r = await measure(tool, size, rate, seconds, String(k++ % 100), cfgFile);
+          const r = await measure(tool, traffic, size, rate, seconds, String(k++ % 100), cfgFile);
           results.push(r);
           process.stderr.write(`  sent ${r.sent}, stored ${r.stored}, ${(r.cpuSec * 1e9 / Math.max(1, r.stored)).toFixed(0)} ns/pkt, RSS peak ${r.rss.peakMB.toFixed(0)} MB${r.notes.length ? `; ${r.notes.join('; ')}` : ''}\n`);
         } catch (err) {
