@@ -59,7 +59,10 @@ export interface FileOpenEvent {
 export interface BatchEvent {
   type: 'batch';
   file: number;
-  /** PacketMeta records (recorder/packet-meta.ts), in file order. */
+  /**
+   * PacketMeta records (recorder/packet-meta.ts), in file order. Readable
+   * during the event's callback only: it is detached (empty) afterwards.
+   */
   meta: ArrayBuffer;
   count: number;
   /** Bytes of the file that are written and hold only complete records. */
