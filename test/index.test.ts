@@ -4,8 +4,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { ByteBuffer } from 'flatbuffers';
-import { IndexBuilder } from '../native/addon';
+import { IndexBuilder, crc32 } from '../native/addon';
 import { Segment } from '../recorder/index_generated/index_generated';
 import {
   IndexError, checkIndex, createSegmentedIndex, formatIpv6, readIndexFile, writeIndexFile, writeIndexWithChunks,
@@ -514,6 +515,18 @@ test('an index written before key tables reads as before and is planned by walki
   assert.deepEqual(checkIndex(`${pcap}.idx`, pcap), []);
   const judged = checkJudged(`${pcap}.idx`, false, [['host 10.0.0.2', Infinity], ['port 53', Infinity]]);
   assert.deepEqual(judged, [[old.flowCount], [old.flowCount]]);
+});
+
+test("the index's block checksums are zlib's CRC-32, on any length and alignment, continued or not", () => {
+  const data = new Uint8Array(70_000);
+  for (let i = 0, x = 7; i < data.length; i++) data[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (const len of [0, 1, 7, 63, 64, 65, 255, 4096, 4097, 65_537]) {
+    for (const at of [0, 1, 3]) {
+      const part = data.subarray(at, at + len);
+      assert.equal(crc32(part), zlib.crc32(part), `length ${len} at ${at}`);
+      assert.equal(crc32(part, 0xdeadbeef), zlib.crc32(part, 0xdeadbeef), `length ${len} at ${at}, continued`);
+    }
+  }
 });
 
 test('corruption is detected by readIndexFile and checkIndex', () => {
