@@ -118,30 +118,43 @@ class Postings {
    * keyed by the address rather than by its dictionary entry, so that a
    * reader finds a host or a net by a binary search over checkpoints
    * instead of a dictionary scan. `dense` tables (dictionaries) have a flow
-   * for every key and write no key.
+   * for every key and write no key. A pair's value is its flow shifted left
+   * by `tag_bits`, below which the caller keeps what it needs of the pair:
+   * a flow may then come more than once under a key, and is written once.
    */
-  Postings(unsigned key_bits, bool dense, size_t capacity)
-      : key_bits_(key_bits), dense_(dense), pairs_(new uint64_t[capacity]) {}
+  Postings(unsigned key_bits, bool dense, size_t capacity, unsigned tag_bits = 0)
+      : key_bits_(key_bits), tag_bits_(tag_bits), dense_(dense), pairs_(new uint64_t[capacity]) {}
 
   /** About what write() takes: a flow a byte or two, a key a few, a checkpoint 8. */
   size_t bytes_estimate() const { return size_ == 0 ? 0 : 4 * size_ + 64; }
 
   /** At most `capacity` of them: each flow adds one or two pairs to a table of room for two a flow. */
-  void add(uint32_t key, uint32_t flow) { pairs_[size_++] = uint64_t(key) << 32 | flow; }
+  void add(uint32_t key, uint32_t value) { pairs_[size_++] = uint64_t(key) << 32 | value; }
+
+  size_t size() const { return size_; }
+
+  /** The pairs sorted by key, stably, so that each key's values stay increasing (sorted once). */
+  const uint64_t* sorted() {
+    if (!sorted_) {
+      spare_.reset(new uint64_t[std::max<size_t>(size_, 1)]);
+      sorted_ = sort_by_key(pairs_.get(), spare_.get(), size_, key_bits_);
+    }
+    return sorted_;
+  }
 
   /** Writes the table's entries to `fb` (once); write_table() then writes the rest. */
   void write_entries(FlatBuilder& fb) {
     const size_t n = size_;
     if (n == 0) return;
-    // Stable, so each key's flows stay increasing.
-    std::unique_ptr<uint64_t[]> spare(new uint64_t[n]);
-    const uint64_t* sorted = sort_by_key(pairs_.get(), spare.get(), n, key_bits_);
+    const uint64_t* sorted = this->sorted();
+    auto flow = [&](size_t i) { return uint32_t(sorted[i]) >> tag_bits_; };
 
     VarintSink sink(2 * n + 16);
     uint32_t prev_key = 0, prev_first = 0;
     for (size_t from = 0, to; from < n; from = to) {
       const uint32_t key = uint32_t(sorted[from] >> 32);
-      for (to = from + 1; to < n && uint32_t(sorted[to] >> 32) == key;) to++;
+      uint32_t flows = 1;
+      for (to = from + 1; to < n && uint32_t(sorted[to] >> 32) == key; to++) flows += flow(to) != flow(to - 1);
       if (count_++ % KEY_CHECKPOINT_EVERY == 0) {
         cp_key_.push_back(key);
         cp_at_.push_back(uint32_t(sink.size()));
@@ -149,15 +162,24 @@ class Postings {
       }
       if (!dense_) sink.uv(key - prev_key);
       prev_key = key;
-      sink.uv(to - from);
-      const uint32_t first = uint32_t(sorted[from]);
+      sink.uv(flows);
+      const uint32_t first = flow(from);
       sink.zz32(int32_t(first - prev_first));
       prev_first = first;
-      for (size_t q = from + 1; q < to; q++) sink.uv(uint32_t(sorted[q]) - uint32_t(sorted[q - 1]));
+      for (size_t q = from + 1; q < to; q++) {
+        if (const uint32_t d = flow(q) - flow(q - 1)) sink.uv(d);
+      }
     }
-    spare.reset();
-    pairs_.reset();
+    drop();
     entries_ = fb.bytes(sink.data(), sink.size());
+  }
+
+  /** Frees the pairs: written, or not wanted in the index. */
+  void drop() {
+    spare_.reset();
+    pairs_.reset();
+    sorted_ = nullptr;
+    size_ = 0;
   }
 
   /**
@@ -183,12 +205,109 @@ class Postings {
   }
 
  private:
-  unsigned key_bits_;
+  unsigned key_bits_, tag_bits_;
   bool dense_;
   std::unique_ptr<uint64_t[]> pairs_;  // uninitialized: pages of unused room are never touched
   size_t size_ = 0;
+  std::unique_ptr<uint64_t[]> spare_;
+  const uint64_t* sorted_ = nullptr;
   uint32_t count_ = 0, entries_ = 0;
   std::vector<uint32_t> cp_key_, cp_at_;
+};
+
+/**
+ * The IPv4 dictionary of a span, ranked as rank_by_use() ranks the others,
+ * from the IPv4 key table's (address, flow << 1 | endpoint) pairs sorted by
+ * address, where endpoint 0 is the flow key's A and 1 its B (a flow whose
+ * endpoints share an address has both). The key table sorts those pairs
+ * anyway; a hash table of the addresses missed the cache on nearly every
+ * lookup of random traffic, a tenth of the recorder's CPU. An address named
+ * once, nearly every one in random traffic, ranks after all the others, in
+ * the order of the flows: one bit marks it, and its rank is a count kept as
+ * rank() is asked for each flow's endpoints in order. The others keep an
+ * entry per endpoint.
+ */
+class Ipv4Dictionary {
+ public:
+  Ipv4Dictionary(const uint64_t* sorted, size_t n, const uint8_t* swapped, size_t n_flows)
+      : once_((2 * n_flows + 63) / 64, 0), multi_at_(new uint32_t[2 * n_flows]) {
+    uint32_t most = 0;
+    for (size_t from = 0, to; from < n; from = to) {
+      const uint32_t address = uint32_t(sorted[from] >> 32);
+      for (to = from + 1; to < n && uint32_t(sorted[to] >> 32) == address;) to++;
+      // Where the flows first name it: its first flow, at A when both endpoints have it.
+      const uint32_t v = uint32_t(sorted[from]), j = v >> 1;
+      const bool both = to - from > 1 && uint32_t(sorted[from + 1]) >> 1 == j;
+      const size_t first = 2 * size_t(j) + (both ? 0 : (v & 1) ^ swapped[j]);
+      const uint32_t uses = uint32_t(to - from);
+      most = std::max(most, uses);
+      size_++;
+      if (uses == 1) {
+        once_[first / 64] |= uint64_t(1) << (first % 64);
+        continue;
+      }
+      const uint32_t m = uint32_t(multi_.size());
+      multi_.push_back(Multi{uses, first, address});
+      for (size_t q = from; q < to; q++) {
+        const uint32_t w = uint32_t(sorted[q]), f = w >> 1;
+        multi_at_[2 * size_t(f) + ((w & 1) ^ swapped[f])] = m;
+      }
+    }
+    values_.resize(size_);
+    multi_rank_.assign(multi_.size(), UNRANKED);
+    // As rank_by_use: beyond these, first-sight order for every entry.
+    if (size_ >= (size_t(1) << 26) || most >= (uint32_t(1) << 27)) return;
+    std::vector<uint32_t> order(multi_.size());
+    for (uint32_t m = 0; m < order.size(); m++) order[m] = m;
+    std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+      return multi_[x].uses != multi_[y].uses ? multi_[x].uses > multi_[y].uses : multi_[x].first < multi_[y].first;
+    });
+    for (uint32_t r = 0; r < order.size(); r++) {
+      multi_rank_[order[r]] = r;
+      values_[r] = multi_[order[r]].address;
+    }
+    next_ = uint32_t(order.size());
+  }
+
+  size_t size() const { return size_; }
+
+  /**
+   * The rank of endpoint `side` (0: A, which sent first; 1: B) of IPv4 flow
+   * `j`, whose address is `address`. Asked for every IPv4 flow's A and B, in
+   * increasing flow order.
+   */
+  uint32_t rank(size_t j, unsigned side, uint32_t address) {
+    const size_t at = 2 * j + side;
+    if (once_[at / 64] >> (at % 64) & 1) {
+      values_[next_] = address;
+      return next_++;
+    }
+    uint32_t& r = multi_rank_[multi_at_[at]];
+    if (r == UNRANKED) {  // first-sight order, at its first sight
+      r = next_++;
+      values_[r] = address;
+    }
+    return r;
+  }
+
+  /** The addresses by rank, once every endpoint was ranked. */
+  const std::vector<uint32_t>& values() const { return values_; }
+
+ private:
+  static constexpr uint32_t UNRANKED = ~uint32_t(0);
+  struct Multi {
+    uint32_t uses;
+    size_t first;
+    uint32_t address;
+  };
+
+  size_t size_ = 0;
+  std::vector<uint64_t> once_;  // by flow and endpoint: the only use of its address
+  std::unique_ptr<uint32_t[]> multi_at_;  // by flow and endpoint, where once_ is clear: its entry of multi_
+  std::vector<Multi> multi_;
+  std::vector<uint32_t> multi_rank_;
+  std::vector<uint32_t> values_;
+  uint32_t next_ = 0;  // the next rank to give in the order of the flows
 };
 
 /**
@@ -231,14 +350,12 @@ Encoded IndexBuilder::encode(const Span& in) const {
 
   // Pass 1: dictionaries and their use counts.
   Interner<2> classes;
-  Interner<1> ipv4(2 * n_flows);
   Interner<4> ipv6;
   Interner<3> macs;
   // Uses grow with their dictionary. The per-flow entries are written
   // before they are read (addresses and MACs where the flow has them), and
   // left uninitialized: zeroing them took about 1% of the recorder's CPU.
-  std::vector<uint32_t> class_uses, v4_uses, v6_uses, mac_uses;
-  v4_uses.reserve(2 * n_flows);
+  std::vector<uint32_t> class_uses, v6_uses, mac_uses;
   auto use = [](std::vector<uint32_t>& uses, uint32_t id) {
     if (id == uses.size()) {
       uses.push_back(1);  // ids are numbered in order of first sight
@@ -251,15 +368,9 @@ Encoded IndexBuilder::encode(const Span& in) const {
   LastKey<2> last_class;
   // By orientation: the entry of a flow key's MAC words depends on which endpoint sent first.
   LastKey<3> last_mac[2];
-  constexpr size_t AHEAD = 8;  // the IPv4 slots, asked for ahead (the flow keys are read in order)
+  // Keyed by the address itself, which the flow key holds in canonical order (Ipv4Dictionary).
+  Postings v4_flows(32, false, 2 * n_flows, 1);
   for (size_t j = 0; j < n_flows; j++) {
-    if (j + AHEAD < n_flows) {
-      const uint32_t* next = flow_key(j + AHEAD);
-      if ((next[K_PROTO_FLAGS] >> 8) & META_IPV4) {
-        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_A));
-        ipv4.prefetch_slot(ipv4.hash(next + K_ADDR_B));
-      }
-    }
     const uint32_t* k = flow_key(j);
     const bool swapped = in.swapped[j];
     uint32_t flags = k[K_PROTO_FLAGS] >> 8;
@@ -270,10 +381,8 @@ Encoded IndexBuilder::encode(const Span& in) const {
     const uint32_t* a = k + (swapped ? K_ADDR_B : K_ADDR_A);
     const uint32_t* b = k + (swapped ? K_ADDR_A : K_ADDR_B);
     if (flags & META_IPV4) {
-      addr_a[j] = ipv4.intern(a);
-      addr_b[j] = ipv4.intern(b);
-      use(v4_uses, addr_a[j]);
-      use(v4_uses, addr_b[j]);
+      v4_flows.add(bswap32(k[K_ADDR_A]), uint32_t(j) << 1);
+      v4_flows.add(bswap32(k[K_ADDR_B]), uint32_t(j) << 1 | 1);
     } else if (flags & META_IPV6) {
       addr_a[j] = ipv6.intern(a);
       addr_b[j] = ipv6.intern(b);
@@ -297,11 +406,12 @@ Encoded IndexBuilder::encode(const Span& in) const {
     }
   }
   const std::vector<uint32_t> class_rank = rank_by_use(class_uses, classes.size());
-  const std::vector<uint32_t> v4_rank = rank_by_use(v4_uses, ipv4.size());
+  Ipv4Dictionary v4(v4_flows.sorted(), v4_flows.size(), in.swapped, n_flows);
+  if (!in.keys) v4_flows.drop();
   const std::vector<uint32_t> v6_rank = rank_by_use(v6_uses, ipv6.size());
   const std::vector<uint32_t> mac_rank = rank_by_use(mac_uses, macs.size());
-  release(class_uses), release(v4_uses), release(v6_uses), release(mac_uses);
-  classes.seal(), ipv4.seal(), ipv6.seal(), macs.seal();
+  release(class_uses), release(v6_uses), release(mac_uses);
+  classes.seal(), ipv6.seal(), macs.seal();
 
   // Header times: the blocks hold every packet's time.
   uint64_t min_ts = 0, max_ts = 0;
@@ -319,7 +429,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   uint64_t cap_bytes = 0, wire_bytes = 0, prev_ts = min_ts;
   std::vector<CheckpointAt> at;
   const size_t pairs = in.keys ? 2 * n_flows : 0;
-  Postings v4_flows(32, false, pairs), v6_flows(bits_below(ipv6.size()), true, pairs), port_flows(16, false, pairs);
+  Postings v6_flows(bits_below(ipv6.size()), true, pairs), port_flows(16, false, pairs);
   for (size_t j = 0; j < n_flows; j++) {
     const uint32_t* k = flow_key(j);
     const bool swapped = in.swapped[j];
@@ -330,17 +440,14 @@ Encoded IndexBuilder::encode(const Span& in) const {
                                 uint32_t(s_wire.size()), prev_ts});
     }
     s_class.uv(class_rank[flow_class[j]]);
-    if (flags & (META_IPV4 | META_IPV6)) {
-      const std::vector<uint32_t>& rank = flags & META_IPV4 ? v4_rank : v6_rank;
-      uint32_t a = rank[addr_a[j]], b = rank[addr_b[j]];
+    if (flags & META_IPV4) {
+      s_addrs.uv(v4.rank(j, 0, bswap32(k[swapped ? K_ADDR_B : K_ADDR_A])));
+      s_addrs.uv(v4.rank(j, 1, bswap32(k[swapped ? K_ADDR_A : K_ADDR_B])));
+    } else if (flags & META_IPV6) {
+      uint32_t a = v6_rank[addr_a[j]], b = v6_rank[addr_b[j]];
       s_addrs.uv(a);
       s_addrs.uv(b);
-      if (in.keys && (flags & META_IPV4)) {
-        // Keyed by the address itself, which the flow key holds (in either order: pairs are sorted by key).
-        uint32_t va = bswap32(k[K_ADDR_A]), vb = bswap32(k[K_ADDR_B]);
-        v4_flows.add(va, uint32_t(j));
-        if (vb != va) v4_flows.add(vb, uint32_t(j));
-      } else if (in.keys) {
+      if (in.keys) {
         v6_flows.add(a, uint32_t(j));
         if (b != a) v6_flows.add(b, uint32_t(j));
       }
@@ -400,11 +507,9 @@ Encoded IndexBuilder::encode(const Span& in) const {
   // tables' checkpoints and the time table; the large columns go first.
   FlatBuilder fb(1024 + s_class.size() + s_addrs.size() + 2 * ports.size() + s_macs.size() + s_times.size() +
                  s_counts.size() + s_wire.size() + offsets.size() + s_blocks.size() + 6 * classes.size() +
-                 4 * ipv4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size() +
+                 4 * v4.size() + 16 * ipv6.size() + 12 * macs.size() + 48 * at.size() +
                  v4_flows.bytes_estimate() + v6_flows.bytes_estimate() + port_flows.bytes_estimate());
-  std::vector<uint32_t> v4_values(ipv4.size());
-  for (size_t id = 0; id < ipv4.size(); id++) v4_values[v4_rank[id]] = bswap32(ipv4.key(id)[0]);
-  uint32_t v_ipv4 = ipv4.size() > 0 ? fb.scalars(v4_values.data(), v4_values.size()) : 0;
+  uint32_t v_ipv4 = v4.size() > 0 ? fb.scalars(v4.values().data(), v4.size()) : 0;
   uint32_t v_ipv6 = 0;
   if (ipv6.size() > 0) {
     std::vector<uint8_t> bytes(16 * ipv6.size());
