@@ -369,6 +369,7 @@ Encoded IndexBuilder::encode(const Span& in) const {
   // By orientation: the entry of a flow key's MAC words depends on which endpoint sent first.
   LastKey<3> last_mac[2];
   // Keyed by the address itself, which the flow key holds in canonical order (Ipv4Dictionary).
+  // A flow and its endpoint share a word: flows number below 2^31 (each takes ~100 B of the builder).
   Postings v4_flows(32, false, 2 * n_flows, 1);
   for (size_t j = 0; j < n_flows; j++) {
     const uint32_t* k = flow_key(j);
