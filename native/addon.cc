@@ -81,11 +81,12 @@ class TsfnSink : public n2d::EventSink {
       // During environment teardown env can be null: just free.
       if (env != nullptr && cb != nullptr) {
         Napi::Object o = event_to_js(env, e).As<Napi::Object>();
+        Napi::Value meta = e->type == Event::Type::Batch ? o.Get("meta") : env.Undefined();
         cb.Call({o});
         // The records are read during the call only. Released now, they no
         // longer count as external memory, which made V8 run a full
         // collection every second or so at 0.5 Mpps (80 B a packet).
-        if (e->type == Event::Type::Batch) o.Get("meta").As<Napi::ArrayBuffer>().Detach();
+        if (meta.IsArrayBuffer()) meta.As<Napi::ArrayBuffer>().Detach();
       }
       free(e->meta);
       delete e;
