@@ -30,16 +30,21 @@ enum SegmentField : size_t {
 };
 enum KeyTableField : size_t { KT_COUNT, KT_EVERY, KT_ENTRIES, KT_CHECKPOINTS, KT_FIELDS };
 
+/**
+ * Whether a dictionary of `size` entries, the most used `most` times, keeps
+ * first-sight order instead of being ranked by use. The TypeScript builder
+ * this replaced packed (uses, id) into one double and could not rank this
+ * many; indexes it wrote keep first-sight order, so that a rebuilt index
+ * stays equal to the recorded one.
+ */
+bool unranked(size_t size, uint32_t most) { return size >= (size_t(1) << 26) || most >= (uint32_t(1) << 27); }
+
 /** Dictionary ids renumbered by use, most used first, ties in order of first sight. */
 std::vector<uint32_t> rank_by_use(const std::vector<uint32_t>& uses, size_t size) {
   std::vector<uint32_t> rank(size);
-  constexpr uint64_t ID = uint64_t(1) << 26;
   uint32_t most = 0;
   for (size_t id = 0; id < size; id++) most = std::max(most, uses[id]);
-  if (size >= ID || most >= (uint64_t(1) << 27)) {
-    // The TypeScript builder this replaced packed (uses, id) into one double and
-    // could not rank this many; indexes it wrote keep first-sight order here,
-    // so that a rebuilt index stays equal to the recorded one.
+  if (unranked(size, most)) {
     for (size_t id = 0; id < size; id++) rank[id] = uint32_t(id);
     return rank;
   }
@@ -255,8 +260,7 @@ class Ipv4Dictionary {
     }
     values_.resize(size_);
     multi_rank_.assign(multi_.size(), UNRANKED);
-    // As rank_by_use: beyond these, first-sight order for every entry.
-    if (size_ >= (size_t(1) << 26) || most >= (uint32_t(1) << 27)) return;
+    if (unranked(size_, most)) return;  // rank() then gives every entry its first-sight rank
     std::vector<uint32_t> order(multi_.size());
     for (uint32_t m = 0; m < order.size(); m++) order[m] = m;
     std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {

@@ -2,9 +2,7 @@
 // flows by their 5-tuple and more, and the index's dictionaries (addresses,
 // MAC pairs, flow classes). Open addressing with linear probing over a
 // power-of-two table kept at most half full; a slot holds (id + 1, hash) so
-// that a probe compares keys only when the hashes agree. A one-word key is
-// held in its slot instead of its hash: confirming a match then costs no
-// second cache miss on the key (half of the IPv4 dictionary's lookups).
+// that a probe compares keys only when the hashes agree.
 //
 // restart() numbers from 0 again while keeping the keys already interned,
 // one run after the other: the index builder's per-segment flow tables,
@@ -61,7 +59,7 @@ class Interner {
     for (size_t s = h & mask;; s = (s + 1) & mask) {
       uint32_t v = slots_[2 * s];
       if (v == 0) return insert(k, h, s);
-      if (slots_[2 * s + 1] == tag(k, h) && (W == 1 || same(key(v - 1), k))) return v - 1;
+      if (slots_[2 * s + 1] == h && same(key(v - 1), k)) return v - 1;
     }
   }
 
@@ -74,7 +72,6 @@ class Interner {
    */
   template <typename Ahead, typename Each>
   void intern_all(const uint32_t* keys, const uint32_t* hashes, size_t n, Ahead ahead, Each each) {
-    static_assert(W > 1, "a one-word key is in its slot, which holds no hash");
     constexpr size_t AHEAD = 8;  // lookups between asking for a cache line and using it
     for (size_t i = 0; i < n; i++) {
       if (i + 2 * AHEAD < n) prefetch_slot(hashes[i + 2 * AHEAD]);
@@ -111,7 +108,6 @@ class Interner {
 
   /** Prefetches the key that probably is the one hashed to `h`; returns its id, or -1 when there is none. */
   int64_t prefetch_key(uint32_t h) const {
-    static_assert(W > 1, "a one-word key is in its slot, which holds no hash");
     size_t mask = slots_.size() / 2 - 1;
     for (size_t s = h & mask;; s = (s + 1) & mask) {
       uint32_t v = slots_[2 * s];
@@ -124,9 +120,6 @@ class Interner {
 
  private:
   static uint64_t rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
-
-  /** What a slot holds besides the id. */
-  static uint32_t tag(const uint32_t* k, uint32_t h) { return W == 1 ? k[0] : h; }
 
   static bool same(const uint32_t* a, const uint32_t* b) {
     for (size_t i = 0; i < W; i++) {
@@ -148,7 +141,7 @@ class Interner {
       for (slot = h & mask; slots_[2 * slot] != 0;) slot = (slot + 1) & mask;
     }
     slots_[2 * slot] = id + 1;
-    slots_[2 * slot + 1] = tag(k, h);
+    slots_[2 * slot + 1] = h;
     return id;
   }
 
@@ -159,7 +152,7 @@ class Interner {
     size_t mask = slots_.size() / 2 - 1;
     for (size_t o = 0; o < old.size(); o += 2) {
       if (old[o] == 0) continue;
-      size_t s = (W == 1 ? hash(&old[o + 1]) : old[o + 1]) & mask;
+      size_t s = old[o + 1] & mask;
       while (slots_[2 * s] != 0) s = (s + 1) & mask;
       slots_[2 * s] = old[o];
       slots_[2 * s + 1] = old[o + 1];
